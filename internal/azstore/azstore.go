@@ -1,0 +1,176 @@
+// Package azstore builds kvaudit's Azure Storage clients from account
+// settings, once, and turns storage errors into kvaudit's own meanings at
+// the edge: not found, already exists, changed by someone else, out of
+// range, transient. Callers above this package test those with errors.Is
+// and never look at HTTP codes.
+package azstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/kvaudit/kvaudit/internal/config"
+)
+
+// ApplicationID tags every request's User-Agent, so storage logs show
+// which requests are kvaudit's.
+const ApplicationID = "kvaudit"
+
+// Errors with our meaning. Wrapped errors keep the SDK's error in the chain
+// for logs.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrConflict     = errors.New("changed by another writer") // If-Match failed
+	ErrInvalidRange = errors.New("range not satisfiable")
+	ErrTransient    = errors.New("storage unavailable")
+)
+
+// Clients are built once at start and shared; the SDK clients are safe for
+// concurrent use.
+type Clients struct {
+	Blob  *azblob.Client
+	Table *aztables.ServiceClient
+}
+
+// clientOptions: azcore's retry policy (exponential, honours Retry-After on
+// 429/503) instead of hand-written loops.
+func clientOptions() azcore.ClientOptions {
+	return azcore.ClientOptions{
+		Retry: policy.RetryOptions{
+			MaxRetries:    5,
+			TryTimeout:    60 * time.Second,
+			RetryDelay:    200 * time.Millisecond,
+			MaxRetryDelay: 10 * time.Second,
+		},
+		Telemetry: policy.TelemetryOptions{ApplicationID: ApplicationID},
+	}
+}
+
+// credential returns the azidentity credential an identity-based account
+// asks for. It does no network I/O: tokens are fetched on first use.
+func credential(a config.Account) (azcore.TokenCredential, error) {
+	// A client id only makes sense for a user-assigned managed identity, so
+	// it selects ManagedIdentityCredential even without __credential.
+	if a.Credential == "managedidentity" || a.ClientID != "" {
+		opts := &azidentity.ManagedIdentityCredentialOptions{}
+		if a.ClientID != "" {
+			opts.ID = azidentity.ClientID(a.ClientID)
+		}
+		return azidentity.NewManagedIdentityCredential(opts)
+	}
+	return azidentity.NewDefaultAzureCredential(nil)
+}
+
+// NewBlobClient builds the blob service client for a. It does no network I/O.
+func NewBlobClient(a config.Account) (*azblob.Client, error) {
+	if a.BlobURL == "" {
+		return nil, fmt.Errorf("azstore: %s has no blob endpoint", a.Setting)
+	}
+	opts := &azblob.ClientOptions{ClientOptions: clientOptions()}
+	switch {
+	case a.Identity:
+		cred, err := credential(a)
+		if err != nil {
+			return nil, fmt.Errorf("azstore: %s: credential: %w", a.Setting, err)
+		}
+		return azblob.NewClient(a.BlobURL+"/", cred, opts)
+	case a.Key != "":
+		cred, err := service.NewSharedKeyCredential(a.Name, a.Key)
+		if err != nil {
+			return nil, fmt.Errorf("azstore: %s: account key is not valid base64", a.Setting)
+		}
+		return azblob.NewClientWithSharedKeyCredential(a.BlobURL+"/", cred, opts)
+	default:
+		return azblob.NewClientWithNoCredential(a.BlobURL+"/?"+a.SAS, opts)
+	}
+}
+
+// NewTableClient builds the table service client for a. It does no network I/O.
+func NewTableClient(a config.Account) (*aztables.ServiceClient, error) {
+	if a.TableURL == "" {
+		return nil, fmt.Errorf("azstore: %s has no table endpoint", a.Setting)
+	}
+	opts := &aztables.ClientOptions{ClientOptions: clientOptions()}
+	switch {
+	case a.Identity:
+		cred, err := credential(a)
+		if err != nil {
+			return nil, fmt.Errorf("azstore: %s: credential: %w", a.Setting, err)
+		}
+		return aztables.NewServiceClient(a.TableURL+"/", cred, opts)
+	case a.Key != "":
+		cred, err := aztables.NewSharedKeyCredential(a.Name, a.Key)
+		if err != nil {
+			return nil, fmt.Errorf("azstore: %s: account key is not valid base64", a.Setting)
+		}
+		return aztables.NewServiceClientWithSharedKey(a.TableURL+"/", cred, opts)
+	default:
+		return aztables.NewServiceClientWithNoCredential(a.TableURL+"/?"+a.SAS, opts)
+	}
+}
+
+// New builds both clients from the settings. It does no network I/O, so it
+// is cheap enough for start-up.
+func New(s *config.Settings) (*Clients, error) {
+	b, err := NewBlobClient(s.Logs)
+	if err != nil {
+		return nil, err
+	}
+	t, err := NewTableClient(s.Index)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Blob: b, Table: t}, nil
+}
+
+// Classify maps a storage error to one of this package's errors, wrapping
+// the original; nil stays nil and an unrecognised error is returned as is.
+// A context cancellation is returned as is: it is the caller's decision, not
+// the storage's state.
+func Classify(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		code := re.ErrorCode
+		switch {
+		case re.StatusCode == http.StatusNotFound:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case re.StatusCode == http.StatusPreconditionFailed || code == string(aztables.UpdateConditionNotSatisfied):
+			return fmt.Errorf("%w: %w", ErrConflict, err)
+		case re.StatusCode == http.StatusConflict && (code == string(aztables.EntityAlreadyExists) || code == string(aztables.TableAlreadyExists) || strings.HasSuffix(code, "AlreadyExists")):
+			return fmt.Errorf("%w: %w", ErrExists, err)
+		case re.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+			return fmt.Errorf("%w: %w", ErrInvalidRange, err)
+		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout:
+			return fmt.Errorf("%w: %w", ErrTransient, err)
+		}
+		return err
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(err, &ne) || errors.As(err, &oe) {
+		return fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	return err
+}
+
+// IsTransient reports whether err means the storage could not be reached or
+// asked us to come back later: the only failures worth a host retry.
+func IsTransient(err error) bool {
+	return errors.Is(Classify(err), ErrTransient)
+}

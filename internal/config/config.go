@@ -1,0 +1,355 @@
+// Package config reads and validates every setting kvaudit uses, once, at
+// start. App settings reach a Functions custom handler as environment
+// variables; this package is the one place that lists them.
+//
+// A storage account setting is either a connection string (including
+// "UseDevelopmentStorage=true", which the Go SDK rejects and which is expanded
+// here to Azurite's well-known account) or identity-based, as Azure Functions
+// defines it: <NAME>__blobServiceUri or <NAME>__serviceUri,
+// <NAME>__tableServiceUri, <NAME>__credential, <NAME>__clientId.
+//
+// Secrets never leave this package in logs: [Account] implements
+// slog.LogValuer and prints endpoints and the kind of credential only.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Setting names, as they appear in local.settings.json and app settings.
+const (
+	SettingLogsStorage     = "AuditLogsStorage"
+	SettingIndexStorage    = "AuditIndexStorage"
+	SettingLogsContainer   = "AuditLogsContainer"
+	SettingTablePrefix     = "AuditIndexTablePrefix"
+	SettingIngestWriters   = "IngestConcurrency"
+	SettingQueryMaxDays    = "QueryMaxDays"
+	SettingAPIKey          = "AuditApiKey"
+	SettingLogLevel        = "AuditLogLevel"
+	SettingCustomPort      = "FUNCTIONS_CUSTOMHANDLER_PORT"
+	SettingCatchUpHours    = "CatchUpHours"
+	SettingRetentionDays   = "RetentionDays"
+	SettingMaxBlobTries    = "MaxBlobTries"
+	SettingCatchUpSchedule = "CatchUpSchedule"
+)
+
+// Azurite's well-known development account (public, documented by Microsoft).
+const (
+	DevAccountName = "devstoreaccount1"
+	DevAccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// DevConnectionString is what "UseDevelopmentStorage=true" stands for.
+const DevConnectionString = "DefaultEndpointsProtocol=http;AccountName=" + DevAccountName +
+	";AccountKey=" + DevAccountKey +
+	";BlobEndpoint=http://127.0.0.1:10000/" + DevAccountName +
+	";QueueEndpoint=http://127.0.0.1:10001/" + DevAccountName +
+	";TableEndpoint=http://127.0.0.1:10002/" + DevAccountName + ";"
+
+// Settings is every setting kvaudit reads. The zero value is not useful:
+// build it with [Load] or [FromLookup], which apply defaults and validate.
+type Settings struct {
+	// Logs is the account holding insights-logs-auditevent (the trigger's
+	// connection). Index is the account holding the tables; when
+	// AuditIndexStorage is unset it is the logs account.
+	Logs  Account
+	Index Account
+
+	LogsContainer string // default "insights-logs-auditevent"
+	TablePrefix   string // default "kvaudit": tables kvauditEvents, kvauditByCaller …
+
+	IngestConcurrency int           // partitions written at once, default 8
+	QueryMaxDays      int           // longest query window, default 31
+	CatchUpHours      int           // hours of blobs CatchUp looks at, default 3
+	RetentionDays     int           // index days kept, default 90
+	MaxBlobTries      int           // failures before a blob is parked, default 5
+	CatchUpSchedule   string        // NCRONTAB, default every 2 minutes
+	APIKey            string        // required on /api/ when standalone and non-loopback
+	LogLevel          slog.Level    // default info
+	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
+	StartedAt         time.Time     // when the settings were read
+	RequestTimeout    time.Duration // per storage call, default 30 s
+}
+
+// Account is one storage account setting, resolved.
+type Account struct {
+	Setting  string // the setting's name, for messages
+	Name     string // account name ("" when only URIs were given)
+	BlobURL  string // service endpoint, no trailing slash
+	TableURL string
+
+	// Exactly one way to authenticate is set: Key (shared key from a
+	// connection string), SAS (a connection string's SharedAccessSignature),
+	// or Identity (azidentity; ClientID picks a user-assigned identity).
+	Key      string
+	SAS      string
+	Identity bool
+	// Credential is "managedidentity" or "" (DefaultAzureCredential).
+	Credential string
+	ClientID   string
+}
+
+// LogValue prints where the account is and how it authenticates, never a
+// key or a token.
+func (a Account) LogValue() slog.Value {
+	auth := "sharedkey"
+	switch {
+	case a.Identity && a.Credential != "":
+		auth = a.Credential
+	case a.Identity:
+		auth = "default-azure-credential"
+	case a.SAS != "":
+		auth = "sas"
+	}
+	return slog.GroupValue(
+		slog.String("setting", a.Setting),
+		slog.String("blob", a.BlobURL),
+		slog.String("table", a.TableURL),
+		slog.String("auth", auth),
+	)
+}
+
+// String is LogValue for fmt: keys never print.
+func (a Account) String() string { return a.LogValue().String() }
+
+// Load reads the settings from the process environment.
+func Load() (*Settings, error) { return FromLookup(os.LookupEnv) }
+
+// FromLookup reads the settings through lookup (os.LookupEnv in production,
+// a map in tests). The error names every missing or malformed setting, not
+// just the first.
+func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	s := &Settings{
+		LogsContainer:     "insights-logs-auditevent",
+		TablePrefix:       "kvaudit",
+		IngestConcurrency: 8,
+		QueryMaxDays:      31,
+		CatchUpHours:      3,
+		RetentionDays:     90,
+		MaxBlobTries:      5,
+		CatchUpSchedule:   "0 */2 * * * *",
+		LogLevel:          slog.LevelInfo,
+		RequestTimeout:    30 * time.Second,
+		StartedAt:         time.Now(),
+	}
+	var errs []error
+
+	var err error
+	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
+		errs = append(errs, err)
+	}
+	if hasAccount(SettingIndexStorage, get) {
+		if s.Index, err = readAccount(SettingIndexStorage, get); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		s.Index = s.Logs
+	}
+	if s.Index.TableURL == "" && err == nil && s.Logs.Setting != "" {
+		errs = append(errs, fmt.Errorf("%s: no table endpoint: set TableEndpoint in the connection string, or %s__tableServiceUri", s.Index.Setting, s.Index.Setting))
+	}
+
+	if v := get(SettingLogsContainer); v != "" {
+		s.LogsContainer = v
+	}
+	if v := get(SettingTablePrefix); v != "" {
+		if !validTablePrefix(v) {
+			errs = append(errs, fmt.Errorf("%s=%q: want 3 to 40 letters and digits, starting with a letter", SettingTablePrefix, v))
+		} else {
+			s.TablePrefix = v
+		}
+	}
+	ints := []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{
+		{SettingIngestWriters, &s.IngestConcurrency, 1, 256},
+		{SettingQueryMaxDays, &s.QueryMaxDays, 1, 3660},
+		{SettingCatchUpHours, &s.CatchUpHours, 1, 24 * 31},
+		{SettingRetentionDays, &s.RetentionDays, 1, 36600},
+		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
+	}
+	for _, in := range ints {
+		v := get(in.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < in.min || n > in.max {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", in.name, v, in.min, in.max))
+			continue
+		}
+		*in.dst = n
+	}
+	if v := get(SettingCatchUpSchedule); v != "" {
+		s.CatchUpSchedule = v
+	}
+	s.APIKey = get(SettingAPIKey)
+	if v := get(SettingLogLevel); v != "" {
+		if err := s.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", SettingLogLevel, v))
+		}
+	}
+	if v := get(SettingCustomPort); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a TCP port from 1 to 65535", SettingCustomPort, v))
+		} else {
+			s.Port = p
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+func validTablePrefix(v string) bool {
+	if len(v) < 3 || len(v) > 40 {
+		return false
+	}
+	for i, c := range v {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func hasAccount(name string, get func(string) string) bool {
+	for _, k := range []string{"", "__blobServiceUri", "__serviceUri", "__tableServiceUri", "__accountName"} {
+		if get(name+k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// readAccount resolves setting name from a connection string or, when that
+// is absent, from the identity-based <name>__… settings.
+func readAccount(name string, get func(string) string) (Account, error) {
+	if cs := get(name); cs != "" {
+		a, err := ParseConnectionString(cs)
+		if err != nil {
+			return Account{}, fmt.Errorf("%s: %w", name, err)
+		}
+		a.Setting = name
+		return a, nil
+	}
+	a := Account{Setting: name, Identity: true}
+	a.BlobURL = get(name + "__blobServiceUri")
+	if a.BlobURL == "" {
+		a.BlobURL = get(name + "__serviceUri")
+	}
+	a.TableURL = get(name + "__tableServiceUri")
+	if acct := get(name + "__accountName"); acct != "" {
+		// Functions also accepts an account name alone for the public cloud.
+		if a.BlobURL == "" {
+			a.BlobURL = "https://" + acct + ".blob.core.windows.net"
+		}
+		if a.TableURL == "" {
+			a.TableURL = "https://" + acct + ".table.core.windows.net"
+		}
+	}
+	a.Credential = strings.ToLower(get(name + "__credential"))
+	a.ClientID = get(name + "__clientId")
+	if a.BlobURL == "" && a.TableURL == "" {
+		return Account{}, fmt.Errorf("%s is not set: give a connection string (UseDevelopmentStorage=true for Azurite) or %s__blobServiceUri and %s__tableServiceUri for identity-based access", name, name, name)
+	}
+	if a.Credential != "" && a.Credential != "managedidentity" {
+		return Account{}, fmt.Errorf("%s__credential=%q: the only accepted value is managedidentity (leave it unset for DefaultAzureCredential)", name, a.Credential)
+	}
+	for _, u := range []*string{&a.BlobURL, &a.TableURL} {
+		if *u == "" {
+			continue
+		}
+		norm, err := normalizeEndpoint(*u)
+		if err != nil {
+			return Account{}, fmt.Errorf("%s: %w", name, err)
+		}
+		*u = norm
+	}
+	return a, nil
+}
+
+func normalizeEndpoint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("endpoint %q is not an http(s) URL", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// ParseConnectionString reads an Azure Storage connection string. It accepts
+// UseDevelopmentStorage=true (Azurite's well-known account and ports),
+// AccountName/AccountKey with explicit BlobEndpoint/TableEndpoint or with
+// DefaultEndpointsProtocol/EndpointSuffix, and SharedAccessSignature. The
+// error never quotes the string (it holds a key).
+func ParseConnectionString(cs string) (Account, error) {
+	if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(cs), " ", ""), "UseDevelopmentStorage=true") {
+		cs = DevConnectionString
+	}
+	kv := map[string]string{}
+	for _, part := range strings.Split(cs, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return Account{}, errors.New("connection string: a part has no '=' (want Key=Value pairs separated by ';')")
+		}
+		kv[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	}
+	if strings.EqualFold(kv["usedevelopmentstorage"], "true") {
+		return ParseConnectionString(DevConnectionString)
+	}
+	a := Account{Name: kv["accountname"], Key: kv["accountkey"], SAS: strings.TrimPrefix(kv["sharedaccesssignature"], "?")}
+	if a.Key == "" && a.SAS == "" {
+		return Account{}, errors.New("connection string: no AccountKey or SharedAccessSignature")
+	}
+	if a.Key != "" && a.Name == "" {
+		return Account{}, errors.New("connection string: AccountKey without AccountName")
+	}
+	proto := kv["defaultendpointsprotocol"]
+	if proto == "" {
+		proto = "https"
+	}
+	suffix := kv["endpointsuffix"]
+	if suffix == "" {
+		suffix = "core.windows.net"
+	}
+	endpoint := func(key, service string) (string, error) {
+		if v := kv[key]; v != "" {
+			return normalizeEndpoint(v)
+		}
+		if a.Name == "" {
+			return "", nil
+		}
+		return fmt.Sprintf("%s://%s.%s.%s", proto, a.Name, service, suffix), nil
+	}
+	var err error
+	if a.BlobURL, err = endpoint("blobendpoint", "blob"); err != nil {
+		return Account{}, fmt.Errorf("connection string: BlobEndpoint: %w", err)
+	}
+	if a.TableURL, err = endpoint("tableendpoint", "table"); err != nil {
+		return Account{}, fmt.Errorf("connection string: TableEndpoint: %w", err)
+	}
+	if a.BlobURL == "" && a.TableURL == "" {
+		return Account{}, errors.New("connection string: no AccountName and no BlobEndpoint or TableEndpoint")
+	}
+	return a, nil
+}

@@ -1,0 +1,137 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func lookup(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestFromLookup(t *testing.T) {
+	azurite := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + DevAccountKey +
+		";BlobEndpoint=http://127.0.0.1:41000/devstoreaccount1;TableEndpoint=http://127.0.0.1:41002/devstoreaccount1;"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(t *testing.T, s *Settings)
+		wantErr []string
+	}{
+		{
+			name: "development storage expands to Azurite",
+			env:  map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true"},
+			check: func(t *testing.T, s *Settings) {
+				if s.Logs.BlobURL != "http://127.0.0.1:10000/devstoreaccount1" || s.Logs.TableURL != "http://127.0.0.1:10002/devstoreaccount1" {
+					t.Errorf("endpoints = %q %q", s.Logs.BlobURL, s.Logs.TableURL)
+				}
+				if s.Logs.Name != DevAccountName || s.Logs.Key != DevAccountKey {
+					t.Errorf("account = %q", s.Logs.Name)
+				}
+				if s.Index != s.Logs {
+					t.Errorf("index account should default to the logs account")
+				}
+				if s.LogsContainer != "insights-logs-auditevent" || s.TablePrefix != "kvaudit" || s.IngestConcurrency != 8 || s.QueryMaxDays != 31 {
+					t.Errorf("defaults not applied: %+v", s)
+				}
+			},
+		},
+		{
+			name: "explicit endpoints and port",
+			env:  map[string]string{SettingLogsStorage: azurite, SettingIndexStorage: azurite, SettingCustomPort: "7071", SettingIngestWriters: "3"},
+			check: func(t *testing.T, s *Settings) {
+				if s.Index.TableURL != "http://127.0.0.1:41002/devstoreaccount1" || s.Port != 7071 || s.IngestConcurrency != 3 {
+					t.Errorf("got %+v", s)
+				}
+			},
+		},
+		{
+			name: "public cloud from account name and key",
+			env:  map[string]string{SettingLogsStorage: "DefaultEndpointsProtocol=https;AccountName=logs;AccountKey=a2V5;EndpointSuffix=core.windows.net"},
+			check: func(t *testing.T, s *Settings) {
+				if s.Logs.BlobURL != "https://logs.blob.core.windows.net" || s.Logs.TableURL != "https://logs.table.core.windows.net" {
+					t.Errorf("endpoints = %q %q", s.Logs.BlobURL, s.Logs.TableURL)
+				}
+			},
+		},
+		{
+			name: "identity based",
+			env: map[string]string{
+				SettingLogsStorage + "__blobServiceUri":  "https://logs.blob.core.windows.net/",
+				SettingIndexStorage + "__serviceUri":     "https://idx.blob.core.windows.net",
+				SettingIndexStorage + "__tableServiceUri": "https://idx.table.core.windows.net",
+				SettingIndexStorage + "__credential":      "managedidentity",
+				SettingIndexStorage + "__clientId":        "0000-1111",
+			},
+			check: func(t *testing.T, s *Settings) {
+				if !s.Logs.Identity || s.Logs.BlobURL != "https://logs.blob.core.windows.net" {
+					t.Errorf("logs = %+v", s.Logs)
+				}
+				if !s.Index.Identity || s.Index.Credential != "managedidentity" || s.Index.ClientID != "0000-1111" || s.Index.TableURL != "https://idx.table.core.windows.net" {
+					t.Errorf("index = %+v", s.Index)
+				}
+			},
+		},
+		{
+			name:    "missing logs account",
+			env:     map[string]string{},
+			wantErr: []string{"AuditLogsStorage is not set"},
+		},
+		{
+			name:    "every bad setting named at once",
+			env:     map[string]string{SettingLogsStorage: "AccountName=x", SettingCustomPort: "http", SettingQueryMaxDays: "0", SettingTablePrefix: "1bad"},
+			wantErr: []string{"AuditLogsStorage: connection string: no AccountKey", "FUNCTIONS_CUSTOMHANDLER_PORT=\"http\"", "QueryMaxDays=\"0\"", "AuditIndexTablePrefix=\"1bad\""},
+		},
+		{
+			name:    "malformed connection string",
+			env:     map[string]string{SettingLogsStorage: "this is not one"},
+			wantErr: []string{"AuditLogsStorage: connection string: a part has no '='"},
+		},
+		{
+			name:    "unknown credential",
+			env:     map[string]string{SettingLogsStorage + "__blobServiceUri": "https://x.blob.core.windows.net", SettingLogsStorage + "__tableServiceUri": "https://x.table.core.windows.net", SettingLogsStorage + "__credential": "password"},
+			wantErr: []string{"the only accepted value is managedidentity"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := FromLookup(lookup(tt.env))
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error, want %q", tt.wantErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, s)
+		})
+	}
+}
+
+// Keys must never reach logs or error messages.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const key = "c2VjcmV0LWtleS1zaG91bGQtbm90LWxlYWs="
+	s, err := FromLookup(lookup(map[string]string{SettingLogsStorage: "AccountName=a;AccountKey=" + key}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", slog.Any("logs", s.Logs))
+	fmt.Fprintf(&b, "%v %+v %s", s.Logs, s.Logs, s.Logs)
+	if strings.Contains(b.String(), key) || strings.Contains(b.String(), "c2VjcmV0") {
+		t.Fatalf("key printed: %s", b.String())
+	}
+	_, err = FromLookup(lookup(map[string]string{SettingLogsStorage: "AccountKey=" + key}))
+	if err == nil || strings.Contains(err.Error(), key) {
+		t.Fatalf("error %v", err)
+	}
+}
