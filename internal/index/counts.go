@@ -1,0 +1,315 @@
+package index
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// Aggregate dimensions counted per vault × UTC hour of record time.
+const (
+	DimOperation = "operation"
+	DimStatus    = "status"
+	DimCaller    = "caller" // objectId, else upn, else appId, else "-"
+	DimIP        = "ip"
+	DimObject    = "object"
+)
+
+// HourLayout is the hour part of aggregate keys.
+const HourLayout = "2006010215"
+
+// Counts are the aggregates of some records: per vault and hour of record
+// time, a total and a count per key of each dimension. Counts are written
+// beside a blob's checkpoint, in the same transaction, so a re-read of the
+// blob can never count a record twice (HAZARDS 1).
+type Counts struct {
+	Hours map[HourKey]*HourCounts
+}
+
+// HourKey names one vault × hour.
+type HourKey struct {
+	Vault string
+	Hour  string // HourLayout
+}
+
+// HourCounts are the counts of one vault × hour.
+type HourCounts struct {
+	Total int64
+	Dims  map[string]map[string]int64
+}
+
+// CallerKey is the caller a record is counted under.
+func CallerKey(rec *parse.Record) string {
+	switch {
+	case rec.Identity.ObjectID != "":
+		return strings.ToLower(rec.Identity.ObjectID)
+	case rec.Identity.UPN != "":
+		return strings.ToLower(rec.Identity.UPN)
+	case rec.Identity.AppID != "":
+		return strings.ToLower(rec.Identity.AppID)
+	}
+	return "-"
+}
+
+// Tally is what a record contributes to Counts, kept small so that a chunk
+// of records can be recounted from any offset after a lost race.
+type Tally struct {
+	Key    HourKey
+	Op     string
+	Status int
+	Caller string
+	IP     string
+	Object string
+}
+
+// TallyOf returns rec's contribution.
+func TallyOf(rec *parse.Record) Tally {
+	return Tally{
+		Key:    HourKey{Vault: rec.Vault, Hour: rec.Time.UTC().Format(HourLayout)},
+		Op:     rec.OperationName,
+		Status: rec.Status,
+		Caller: CallerKey(rec),
+		IP:     rec.CallerIPAddress,
+		Object: strings.ToLower(rec.ObjectName),
+	}
+}
+
+// Add counts t once.
+func (c *Counts) Add(t Tally) {
+	if c.Hours == nil {
+		c.Hours = map[HourKey]*HourCounts{}
+	}
+	h := c.Hours[t.Key]
+	if h == nil {
+		h = &HourCounts{Dims: map[string]map[string]int64{}}
+		c.Hours[t.Key] = h
+	}
+	h.Total++
+	inc := func(dim, key string) {
+		if key == "" {
+			return
+		}
+		m := h.Dims[dim]
+		if m == nil {
+			m = map[string]int64{}
+			h.Dims[dim] = m
+		}
+		m[key]++
+	}
+	inc(DimOperation, t.Op)
+	inc(DimStatus, strconv.Itoa(t.Status))
+	inc(DimCaller, t.Caller)
+	inc(DimIP, t.IP)
+	inc(DimObject, t.Object)
+}
+
+// Clone returns a deep copy.
+func (c *Counts) Clone() *Counts {
+	out := &Counts{Hours: map[HourKey]*HourCounts{}}
+	for k, h := range c.Hours {
+		nh := &HourCounts{Total: h.Total, Dims: map[string]map[string]int64{}}
+		for d, m := range h.Dims {
+			nm := make(map[string]int64, len(m))
+			for kk, v := range m {
+				nm[kk] = v
+			}
+			nh.Dims[d] = nm
+		}
+		out.Hours[k] = nh
+	}
+	return out
+}
+
+// countTriple is one (dimension, key, count) in a stored row.
+type countTriple struct {
+	D string `json:"d"`
+	K string `json:"k"`
+	N int64  `json:"n"`
+}
+
+// Row property layout of a counts row: Vault, Hour, Total (on part 0) and
+// up to countChunksPerRow properties C0…Cn, each a JSON array of triples of
+// at most countChunkChars characters (a string property's limit is 32 K
+// UTF-16 units; an entity's 1 MiB).
+const (
+	countChunkChars   = 30000
+	countChunksPerRow = 12
+)
+
+// CountsRowPrefix starts every counts RowKey of one blob lineage.
+func CountsRowPrefix(sourceID string) string { return "a|" + sourceID + "|" }
+
+// CountsEntities encodes c as rows of partition pk, RowKeys
+// CountsRowPrefix(sourceID)+"<hour>|<vault>|<part>". Deterministic: the
+// same counts give the same rows.
+func CountsEntities(table, pk, sourceID string, c *Counts) ([]Entity, error) {
+	keys := make([]HourKey, 0, len(c.Hours))
+	for k := range c.Hours {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Hour != keys[j].Hour {
+			return keys[i].Hour < keys[j].Hour
+		}
+		return keys[i].Vault < keys[j].Vault
+	})
+	var out []Entity
+	for _, k := range keys {
+		h := c.Hours[k]
+		var triples []countTriple
+		dims := make([]string, 0, len(h.Dims))
+		for d := range h.Dims {
+			dims = append(dims, d)
+		}
+		sort.Strings(dims)
+		for _, d := range dims {
+			ks := make([]string, 0, len(h.Dims[d]))
+			for kk := range h.Dims[d] {
+				ks = append(ks, kk)
+			}
+			sort.Strings(ks)
+			for _, kk := range ks {
+				triples = append(triples, countTriple{D: d, K: kk, N: h.Dims[d][kk]})
+			}
+		}
+		chunks, err := chunkTriples(triples)
+		if err != nil {
+			return nil, err
+		}
+		for part := 0; part == 0 || part*countChunksPerRow < len(chunks); part++ {
+			rk := fmt.Sprintf("%s%s|%s|%03d", CountsRowPrefix(sourceID), k.Hour, EncodeKeyPart(k.Vault), part)
+			b := []byte(`{"PartitionKey":`)
+			b = appendJSONString(b, pk)
+			b = append(b, `,"RowKey":`...)
+			b = appendJSONString(b, rk)
+			b = append(b, `,"Vault":`...)
+			b = appendJSONString(b, k.Vault)
+			b = append(b, `,"Hour":`...)
+			b = appendJSONString(b, k.Hour)
+			b = append(b, `,"Part":`...)
+			b = strconv.AppendInt(b, int64(part), 10)
+			if part == 0 {
+				b = append(b, `,"Total@odata.type":"Edm.Int64","Total":"`...)
+				b = strconv.AppendInt(b, h.Total, 10)
+				b = append(b, '"')
+			}
+			end := min((part+1)*countChunksPerRow, len(chunks))
+			for i := part * countChunksPerRow; i < end; i++ {
+				b = append(b, `,"C`...)
+				b = strconv.AppendInt(b, int64(i-part*countChunksPerRow), 10)
+				b = append(b, `":`...)
+				b = appendJSONString(b, chunks[i])
+			}
+			b = append(b, '}')
+			out = append(out, Entity{Table: table, PK: pk, RK: rk, Body: b})
+		}
+	}
+	return out, nil
+}
+
+func chunkTriples(ts []countTriple) ([]string, error) {
+	var chunks []string
+	var cur []countTriple
+	size := 2
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		chunks = append(chunks, string(b))
+		cur, size = cur[:0], 2
+		return nil
+	}
+	for _, t := range ts {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		// Keys are cut so that one triple always fits a chunk.
+		if utf16Len(string(b)) > countChunkChars/2 {
+			t.K = truncate(strProp{value: t.K, units: utf16Len(t.K)}, countChunkChars/4).value
+			b, _ = json.Marshal(t)
+		}
+		if size+utf16Len(string(b))+1 > countChunkChars {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		cur = append(cur, t)
+		size += utf16Len(string(b)) + 1
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return chunks, nil
+}
+
+// AddRow adds one stored counts row (its properties, as the SDK returns
+// them) to c. Reading every row written by CountsEntities for a lineage
+// gives back the counts that were written.
+func (c *Counts) AddRow(props map[string]any) error {
+	vault, _ := props["Vault"].(string)
+	hour, _ := props["Hour"].(string)
+	if _, err := time.Parse(HourLayout, hour); err != nil {
+		return fmt.Errorf("index: counts row with bad Hour %q", hour)
+	}
+	if c.Hours == nil {
+		c.Hours = map[HourKey]*HourCounts{}
+	}
+	k := HourKey{Vault: vault, Hour: hour}
+	h := c.Hours[k]
+	if h == nil {
+		h = &HourCounts{Dims: map[string]map[string]int64{}}
+		c.Hours[k] = h
+	}
+	if v, ok := props["Total"]; ok {
+		n, err := toInt64(v)
+		if err != nil {
+			return fmt.Errorf("index: counts row Total: %w", err)
+		}
+		h.Total += n
+	}
+	for i := 0; i < countChunksPerRow; i++ {
+		s, ok := props["C"+strconv.Itoa(i)].(string)
+		if !ok {
+			break
+		}
+		var ts []countTriple
+		if err := json.Unmarshal([]byte(s), &ts); err != nil {
+			return fmt.Errorf("index: counts row C%d: %w", i, err)
+		}
+		for _, t := range ts {
+			m := h.Dims[t.D]
+			if m == nil {
+				m = map[string]int64{}
+				h.Dims[t.D] = m
+			}
+			m[t.K] += t.N
+		}
+	}
+	return nil
+}
+
+func toInt64(v any) (int64, error) {
+	switch x := v.(type) {
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	case float64:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case int32:
+		return int64(x), nil
+	case json.Number:
+		return x.Int64()
+	}
+	return 0, fmt.Errorf("not a number: %T", v)
+}

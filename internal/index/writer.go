@@ -1,0 +1,260 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+)
+
+// Entity-group transaction limits: at most 100 entities of one partition of
+// one table, at most 4 MiB of payload. We leave room for the multipart
+// framing the SDK adds around each entity.
+const (
+	maxBatchEntities = 100
+	maxBatchBytes    = 3*1024*1024 + 512*1024
+)
+
+// Tables is the set of index tables under one name prefix.
+type Tables struct {
+	svc    *aztables.ServiceClient
+	prefix string
+
+	mu      sync.Mutex
+	ensured bool
+}
+
+// NewTables names the index tables prefix+TableEvents … in svc. It does no
+// network I/O.
+func NewTables(svc *aztables.ServiceClient, prefix string) *Tables {
+	return &Tables{svc: svc, prefix: prefix}
+}
+
+// Name is the full name of a short table name.
+func (t *Tables) Name(short string) string { return t.prefix + short }
+
+// Client is the client of a short table name.
+func (t *Tables) Client(short string) *aztables.Client { return t.svc.NewClient(t.Name(short)) }
+
+// AllTables lists the short names of every index table.
+var AllTables = []string{TableEvents, TableByCaller, TableByIP, TableByObject, TableBlobs}
+
+// Ensure creates the index tables; one that exists already is success. After
+// one success it returns nil at once; after a failure the next call tries
+// again.
+func (t *Tables) Ensure(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ensured {
+		return nil
+	}
+	for _, short := range AllTables {
+		_, err := t.svc.CreateTable(ctx, t.Name(short), nil)
+		if err = azstore.Classify(err); err != nil && !errors.Is(err, azstore.ErrExists) {
+			return fmt.Errorf("index: cannot create table %q: %w", t.Name(short), err)
+		}
+	}
+	t.ensured = true
+	return nil
+}
+
+// WriteStats counts what a Writer did.
+type WriteStats struct {
+	Entities     int64 // entities written
+	Transactions int64 // entity-group transactions submitted (singles included)
+	Rejected     int64 // entities the service refused even alone (skipped)
+}
+
+// Writer upserts rows in entity-group transactions: it groups entities by
+// table and partition, submits a group when it is full, and writes
+// partitions concurrently. Upserts replace whole rows, so writing the same
+// rows again leaves the table as it was. A Writer is used by one goroutine
+// (Add, Flush); its submissions run on up to concurrency goroutines.
+type Writer struct {
+	tables      *Tables
+	log         *slog.Logger
+	sem         chan struct{}
+	wg          sync.WaitGroup
+	groups      map[groupKey]*group
+	buffered    int
+	maxBuffered int
+
+	mu    sync.Mutex
+	err   error
+	stats WriteStats
+}
+
+type groupKey struct{ table, pk string }
+
+type group struct {
+	key     groupKey
+	actions []aztables.TransactionAction
+	rks     map[string]int // RowKey → index in actions: one action per RowKey
+	bytes   int
+}
+
+// NewWriter returns a Writer submitting up to concurrency transactions at
+// once and buffering about maxBuffered bytes of rows before it submits
+// partial groups (0 means 16 MiB).
+func (t *Tables) NewWriter(log *slog.Logger, concurrency, maxBuffered int) *Writer {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	if maxBuffered <= 0 {
+		maxBuffered = 16 << 20
+	}
+	return &Writer{
+		tables:      t,
+		log:         log,
+		sem:         make(chan struct{}, concurrency),
+		groups:      map[groupKey]*group{},
+		maxBuffered: maxBuffered,
+	}
+}
+
+// Add buffers e for writing. A later entity with the same table, partition
+// and RowKey replaces an earlier buffered one (a transaction may not hold a
+// RowKey twice). It returns the first error of a submission already made,
+// after which the Writer should be abandoned.
+func (w *Writer) Add(ctx context.Context, e Entity) error {
+	if err := w.Err(); err != nil {
+		return err
+	}
+	k := groupKey{e.Table, e.PK}
+	g := w.groups[k]
+	if g == nil {
+		g = &group{key: k, rks: map[string]int{}}
+		w.groups[k] = g
+	}
+	if len(g.actions) > 0 && (len(g.actions) >= maxBatchEntities || g.bytes+len(e.Body) > maxBatchBytes) {
+		w.submit(ctx, g)
+		g = &group{key: k, rks: map[string]int{}}
+		w.groups[k] = g
+	}
+	act := aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: e.Body}
+	if i, dup := g.rks[e.RK]; dup {
+		w.buffered += len(e.Body) - len(g.actions[i].Entity)
+		g.bytes += len(e.Body) - len(g.actions[i].Entity)
+		g.actions[i] = act
+		return nil
+	}
+	g.rks[e.RK] = len(g.actions)
+	g.actions = append(g.actions, act)
+	g.bytes += len(e.Body)
+	w.buffered += len(e.Body)
+	if w.buffered > w.maxBuffered {
+		w.submitAll(ctx)
+	}
+	return nil
+}
+
+// Flush submits everything buffered and waits for every submission. It
+// returns the first error any submission met; the Writer is reusable after
+// a nil return.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.submitAll(ctx)
+	w.wg.Wait()
+	return w.Err()
+}
+
+// Err is the first submission error so far.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Stats returns the counts so far.
+func (w *Writer) Stats() WriteStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+func (w *Writer) submitAll(ctx context.Context) {
+	for k, g := range w.groups {
+		delete(w.groups, k)
+		w.submit(ctx, g)
+	}
+}
+
+// submit hands g to a submission goroutine, waiting for a free slot.
+func (w *Writer) submit(ctx context.Context, g *group) {
+	if len(g.actions) == 0 {
+		return
+	}
+	w.buffered -= g.bytes
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		w.fail(ctx.Err())
+		return
+	}
+	w.wg.Add(1)
+	go func() {
+		defer func() { <-w.sem; w.wg.Done() }()
+		if err := w.write(ctx, g); err != nil {
+			w.fail(err)
+		}
+	}()
+}
+
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// write submits one group. A transaction the service refuses for a reason
+// other than being unreachable is retried entity by entity, so one entity
+// the service will not take costs that entity alone, never its neighbours.
+func (w *Writer) write(ctx context.Context, g *group) error {
+	client := w.tables.Client(g.key.table)
+	_, err := client.SubmitTransaction(ctx, g.actions, nil)
+	w.count(0, 1, 0)
+	if err == nil {
+		w.count(int64(len(g.actions)), 0, 0)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if azstore.IsTransient(err) {
+		return fmt.Errorf("index: write %d rows to %s partition %q: %w", len(g.actions), w.tables.Name(g.key.table), g.key.pk, azstore.Classify(err))
+	}
+	for _, a := range g.actions {
+		_, err := client.UpsertEntity(ctx, a.Entity, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
+		w.count(0, 1, 0)
+		switch {
+		case err == nil:
+			w.count(1, 0, 0)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case azstore.IsTransient(err):
+			return fmt.Errorf("index: write row to %s: %w", w.tables.Name(g.key.table), azstore.Classify(err))
+		default:
+			w.count(0, 0, 1)
+			w.log.Warn("index: row refused by storage, skipped",
+				slog.String("table", w.tables.Name(g.key.table)),
+				slog.String("partition", g.key.pk),
+				slog.Int("bytes", len(a.Entity)),
+				slog.String("error", err.Error()))
+		}
+	}
+	return nil
+}
+
+func (w *Writer) count(entities, transactions, rejected int64) {
+	w.mu.Lock()
+	w.stats.Entities += entities
+	w.stats.Transactions += transactions
+	w.stats.Rejected += rejected
+	w.mu.Unlock()
+}

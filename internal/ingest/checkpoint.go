@@ -1,0 +1,241 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// Checkpoint is how far one blob is indexed: a row in the Blobs table,
+// partitioned by the blob's vault and hour, beside the blob's counts. It is
+// written only after the rows it covers, in one transaction with the counts
+// and with If-Match on its previous version, so two instances racing on one
+// blob can neither lose nor double a record.
+type Checkpoint struct {
+	Blob       string
+	Offset     int64        // bytes indexed: the end of the last complete record
+	Format     parse.Format // detected at offset 0, needed to resume
+	Length     int64        // blob length when last read
+	BlobETag   string       // blob ETag when last read
+	CreatedOn  time.Time    // blob creation time: a new one means a new blob
+	Generation int64        // bumped when a blob shrank in place
+	Records    int64        // records indexed in this lineage
+	BadRecords int64        // records skipped as malformed
+	Rejected   int64        // rows the service refused (skipped)
+	Tries      int          // consecutive failed attempts
+	LastError  string
+	UpdatedAt  time.Time
+
+	Counts *index.Counts // aggregates of this lineage's records
+
+	exists bool
+	etag   azcore.ETag
+}
+
+// SourceID is the lineage id used in the blob's row keys.
+func (c *Checkpoint) SourceID() string {
+	return index.SourceID(c.Blob, c.CreatedOn, c.Generation)
+}
+
+// BlobPartition is the Blobs-table partition of a blob: its vault and hour
+// from the Azure Monitor path, so the checkpoints and counts of a vault's
+// hours are one PartitionKey range. Other paths share one partition per
+// path hash.
+func BlobPartition(name string) string {
+	if bp, ok := parse.ParseBlobPath(name); ok && !bp.Hour.IsZero() {
+		return index.EncodeKeyPart(bp.Vault) + "|" + bp.Hour.UTC().Format(index.HourLayout)
+	}
+	return "~|" + index.BlobKey(name)
+}
+
+func checkpointRowKey(name string) string { return "c|" + index.BlobKey(name) }
+
+// odataQuote makes s an OData string literal.
+func odataQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// loadCheckpoint reads the checkpoint of name and its lineage's counts. A
+// blob never seen returns an empty checkpoint (exists false) and no error.
+func loadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpoint, error) {
+	client := t.Client(index.TableBlobs)
+	pk := BlobPartition(name)
+	cp := &Checkpoint{Blob: name, Counts: &index.Counts{}}
+	resp, err := client.GetEntity(ctx, pk, checkpointRowKey(name), nil)
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrNotFound) {
+			return cp, nil
+		}
+		return nil, fmt.Errorf("ingest: read checkpoint of %q: %w", name, err)
+	}
+	var row checkpointRow
+	if err := json.Unmarshal(resp.Value, &row); err != nil {
+		return nil, fmt.Errorf("ingest: checkpoint of %q is not readable: %w", name, err)
+	}
+	row.into(cp)
+	cp.exists, cp.etag = true, resp.ETag
+	if err := loadCounts(ctx, client, pk, cp); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+func loadCounts(ctx context.Context, client *aztables.Client, pk string, cp *Checkpoint) error {
+	prefix := index.CountsRowPrefix(cp.SourceID())
+	// '|' + 1 is '}': every key with the prefix sorts below prefix[:-1]+"}".
+	filter := fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
+		odataQuote(pk), odataQuote(prefix), odataQuote(prefix[:len(prefix)-1]+"}"))
+	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(filter)})
+	cp.Counts = &index.Counts{}
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("ingest: read counts of %q: %w", cp.Blob, azstore.Classify(err))
+		}
+		for _, e := range page.Entities {
+			var props map[string]any
+			if err := json.Unmarshal(e, &props); err != nil {
+				return fmt.Errorf("ingest: counts of %q are not readable: %w", cp.Blob, err)
+			}
+			if err := cp.Counts.AddRow(props); err != nil {
+				return fmt.Errorf("ingest: counts of %q: %w", cp.Blob, err)
+			}
+		}
+	}
+	return nil
+}
+
+// errLostRace says another writer changed the checkpoint since it was read.
+var errLostRace = errors.New("ingest: checkpoint changed by another writer")
+
+// commit writes cp and its counts in one entity-group transaction, with
+// If-Match on the version read (or insert-only for a first checkpoint). On
+// success cp holds the new version. errLostRace means someone else wrote
+// first: nothing of this commit was applied.
+func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
+	client := t.Client(index.TableBlobs)
+	pk := BlobPartition(cp.Blob)
+	rk := checkpointRowKey(cp.Blob)
+	body, err := json.Marshal(newCheckpointRow(pk, rk, cp))
+	if err != nil {
+		return err
+	}
+	act := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: body}
+	if cp.exists {
+		etag := cp.etag
+		act = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: body, IfMatch: &etag}
+	}
+	actions := []aztables.TransactionAction{act}
+	rows, err := index.CountsEntities(index.TableBlobs, pk, cp.SourceID(), cp.Counts)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: r.Body})
+	}
+	if len(actions) > 100 {
+		return fmt.Errorf("ingest: counts of %q need %d rows, more than one transaction holds", cp.Blob, len(actions)-1)
+	}
+	_, txErr := client.SubmitTransaction(ctx, actions, nil)
+	if txErr != nil {
+		// A failed transaction comes back as a 202 whose inner answer the
+		// SDK does not surface; whether we lost a race is read from the row.
+		resp, err := client.GetEntity(ctx, pk, rk, nil)
+		err = azstore.Classify(err)
+		switch {
+		case err == nil && (!cp.exists || resp.ETag != cp.etag):
+			return errLostRace
+		case errors.Is(err, azstore.ErrNotFound) && cp.exists:
+			return errLostRace
+		}
+		return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, azstore.Classify(txErr))
+	}
+	resp, err := client.GetEntity(ctx, pk, rk, nil)
+	if err != nil {
+		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, azstore.Classify(err))
+	}
+	cp.exists, cp.etag = true, resp.ETag
+	return nil
+}
+
+// checkpointRow is the stored shape of a Checkpoint.
+type checkpointRow struct {
+	PartitionKey string `json:"PartitionKey"`
+	RowKey       string `json:"RowKey"`
+	Kind         string `json:"Kind"`
+	Blob         string `json:"Blob"`
+	Offset       int64  `json:"Offset,string"`
+	OffsetType   string `json:"Offset@odata.type,omitempty"`
+	Format       string `json:"Format"`
+	Length       int64  `json:"Length,string"`
+	LengthType   string `json:"Length@odata.type,omitempty"`
+	BlobETag     string `json:"BlobETag"`
+	CreatedOn    string `json:"CreatedOn"`
+	Generation   int64  `json:"Generation"`
+	Records      int64  `json:"Records,string"`
+	RecordsType  string `json:"Records@odata.type,omitempty"`
+	BadRecords   int64  `json:"BadRecords,string"`
+	BadType      string `json:"BadRecords@odata.type,omitempty"`
+	Rejected     int64  `json:"Rejected"`
+	Tries        int    `json:"Tries"`
+	LastError    string `json:"LastError"`
+	UpdatedAt    string `json:"UpdatedAt"`
+}
+
+const edmInt64 = "Edm.Int64"
+
+func newCheckpointRow(pk, rk string, cp *Checkpoint) checkpointRow {
+	errText := cp.LastError
+	if len(errText) > 4000 {
+		errText = errText[:4000]
+	}
+	return checkpointRow{
+		PartitionKey: pk, RowKey: rk, Kind: "checkpoint", Blob: cp.Blob,
+		Offset: cp.Offset, OffsetType: edmInt64,
+		Format: cp.Format.String(),
+		Length: cp.Length, LengthType: edmInt64,
+		BlobETag:   cp.BlobETag,
+		CreatedOn:  cp.CreatedOn.UTC().Format(time.RFC3339Nano),
+		Generation: cp.Generation,
+		Records:    cp.Records, RecordsType: edmInt64,
+		BadRecords: cp.BadRecords, BadType: edmInt64,
+		Rejected:  cp.Rejected,
+		Tries:     cp.Tries,
+		LastError: errText,
+		UpdatedAt: time.Now().UTC().Format(time.RFC3339Nano),
+	}
+}
+
+func (r checkpointRow) into(cp *Checkpoint) {
+	cp.Blob = r.Blob
+	cp.Offset = r.Offset
+	cp.Format = formatOf(r.Format)
+	cp.Length = r.Length
+	cp.BlobETag = r.BlobETag
+	cp.CreatedOn, _ = time.Parse(time.RFC3339Nano, r.CreatedOn)
+	cp.Generation = r.Generation
+	cp.Records = r.Records
+	cp.BadRecords = r.BadRecords
+	cp.Rejected = r.Rejected
+	cp.Tries = r.Tries
+	cp.LastError = r.LastError
+	cp.UpdatedAt, _ = time.Parse(time.RFC3339Nano, r.UpdatedAt)
+}
+
+func formatOf(s string) parse.Format {
+	for _, f := range []parse.Format{parse.FormatJSONLines, parse.FormatDocument} {
+		if f.String() == s {
+			return f
+		}
+	}
+	return parse.FormatUnknown
+}

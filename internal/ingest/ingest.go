@@ -1,0 +1,330 @@
+// Package ingest indexes Key Vault audit blobs: for one blob it reads the
+// bytes past its checkpoint by ranged download, parses the complete records,
+// writes their rows through package index and moves the checkpoint, chunk by
+// chunk. It knows blobs and checkpoints; parsing is package parse's, keys
+// and rows are package index's, and it knows nothing of HTTP or the
+// Functions host.
+//
+// # Exactly once
+//
+// Row keys are deterministic from the record's blob lineage and byte
+// offset, so writing a record twice writes the same row. The checkpoint and
+// the blob's counts are committed together, with If-Match, only after the
+// rows they cover are written; a writer that loses the race re-reads the
+// checkpoint and counts only what the winner did not. Every invocation,
+// whichever trigger fired it and however often, therefore indexes exactly
+// the complete records not yet indexed.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// Ingester indexes blobs of one container into one set of tables. It is
+// safe for concurrent use; each IngestBlob call has its own state.
+type Ingester struct {
+	Container *container.Client
+	Tables    *index.Tables
+	Log       *slog.Logger
+	// Concurrency is how many transactions are in flight at once (default 8).
+	Concurrency int
+	// ChunkBytes is how much blob input is indexed between checkpoints
+	// (default 4 MiB). It bounds memory and the work redone after a crash.
+	ChunkBytes int64
+	// MaxReported bounds the bad records listed in a Result (default 20);
+	// all are counted and logged.
+	MaxReported int
+}
+
+// Result says what one IngestBlob call did.
+type Result struct {
+	Blob       string
+	From, To   int64 // blob offsets indexed by this call: [From, To)
+	Length     int64 // blob length seen
+	Records    int64 // records indexed by this call
+	BadRecords int64 // malformed records skipped by this call
+	Bad        []parse.RecordError
+	Rejected   int64 // rows the service refused
+	Entities   int64 // rows written (upserted), counts rows excluded
+	Commits    int   // checkpoints written
+	Races      int   // commits lost to another writer and reconciled
+	Skipped    string
+	Elapsed    time.Duration
+}
+
+const maxRaces = 16
+
+// IngestBlob indexes the complete records of blob name not yet indexed.
+// Calling it again, or from several instances at once, never duplicates or
+// loses a record. It returns an error only when storage failed (unreachable,
+// throttled beyond retries, refused access): a malformed record is skipped
+// and reported in the Result, a missing blob is a Skipped result.
+func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error) {
+	start := time.Now()
+	res := Result{Blob: name}
+	defer func() { res.Elapsed = time.Since(start) }()
+
+	if err := in.Tables.Ensure(ctx); err != nil {
+		return res, err
+	}
+	bc := in.Container.NewBlobClient(name)
+	props, err := bc.GetProperties(ctx, nil)
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrNotFound) {
+			res.Skipped = "blob not found"
+			return res, nil
+		}
+		return res, fmt.Errorf("ingest: blob %q: %w", name, err)
+	}
+	length := deref(props.ContentLength)
+	created := derefTime(props.CreationTime)
+	res.Length = length
+
+	for races := 0; ; races++ {
+		cp, err := loadCheckpoint(ctx, in.Tables, name)
+		if err != nil {
+			return res, err
+		}
+		in.reconcileLineage(cp, created, length)
+		if races == 0 {
+			res.From = cp.Offset
+		}
+		if cp.Offset >= length {
+			if res.Commits == 0 {
+				res.Skipped = "up to date"
+			}
+			res.To = max(res.To, cp.Offset)
+			return res, nil
+		}
+		if races > maxRaces {
+			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
+		}
+		cp.Length = length
+		cp.BlobETag = string(deref(props.ETag))
+		done, err := in.run(ctx, bc, cp, length, &res)
+		if err != nil || done {
+			return res, err
+		}
+		res.Races++
+	}
+}
+
+// reconcileLineage resets cp when the blob is not the one it describes: a
+// new creation time (deleted and re-created) or a length below the
+// checkpoint (replaced in place). The rows of the old lineage stay: they
+// record events that happened.
+func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length int64) {
+	reason := ""
+	switch {
+	case !cp.exists:
+		cp.CreatedOn = created
+		return
+	case !cp.CreatedOn.Equal(created):
+		reason = "blob re-created"
+		cp.CreatedOn = created
+		cp.Generation = 0
+	case length < cp.Offset:
+		reason = "blob shrank below its checkpoint"
+		cp.Generation++
+	default:
+		return
+	}
+	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
+		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
+	cp.Offset, cp.Format = 0, parse.FormatUnknown
+	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
+	cp.Counts = &index.Counts{}
+}
+
+// pending is a record of the current chunk as counting needs it.
+type pending struct {
+	offset int64
+	bad    bool
+	tally  index.Tally
+}
+
+// run reads [cp.Offset, length) and commits chunk by chunk. done is false
+// when a lost race means the caller must reload the checkpoint and go on.
+func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, length int64, res *Result) (done bool, err error) {
+	resp, err := bc.DownloadStream(ctx, &blob.DownloadStreamOptions{
+		Range: blob.HTTPRange{Offset: cp.Offset, Count: length - cp.Offset},
+	})
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrInvalidRange) || errors.Is(err, azstore.ErrNotFound) {
+			// The blob changed under us between listing and reading; the
+			// next trigger or CatchUp run sees its new state.
+			in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
+			res.Skipped = "blob changed while reading"
+			return true, nil
+		}
+		return false, fmt.Errorf("ingest: read blob %q from %d: %w", cp.Blob, cp.Offset, err)
+	}
+	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
+	defer body.Close()
+
+	w := in.Tables.NewWriter(in.log(), in.concurrency(), 0)
+	var enc index.Encoder
+	p := parse.NewReader(body, parse.Options{Blob: cp.Blob, BaseOffset: cp.Offset, Format: cp.Format})
+	var rec parse.Record
+	var rows []index.Entity
+	var chunk []pending
+	chunkStart := cp.Offset
+	chunkBytes := in.ChunkBytes
+	if chunkBytes <= 0 {
+		chunkBytes = 4 << 20
+	}
+
+	var rejectedSoFar int64
+	flushChunk := func() (bool, error) {
+		if err := w.Flush(ctx); err != nil {
+			return false, err
+		}
+		end := p.Consumed()
+		st := w.Stats()
+		res.Entities, res.Rejected = st.Entities, st.Rejected
+		ok, err := in.commitChunk(ctx, cp, chunk, chunkStart, end, p.Format(), st.Rejected-rejectedSoFar, res)
+		rejectedSoFar = st.Rejected
+		chunk = chunk[:0]
+		chunkStart = end
+		return ok, err
+	}
+
+	for {
+		err := p.Next(&rec)
+		var rerr *parse.RecordError
+		switch {
+		case err == nil:
+			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
+			for _, r := range rows {
+				if err := w.Add(ctx, r); err != nil {
+					return false, err
+				}
+			}
+			chunk = append(chunk, pending{offset: rec.Offset, tally: index.TallyOf(&rec)})
+		case errors.As(err, &rerr):
+			chunk = append(chunk, pending{offset: rerr.Offset, bad: true})
+			if len(res.Bad) < in.maxReported() {
+				res.Bad = append(res.Bad, *rerr)
+			}
+			in.log().Warn("ingest: bad record skipped", slog.String("blob", cp.Blob), slog.Int64("offset", rerr.Offset), slog.String("reason", rerr.Reason))
+		case errors.Is(err, io.EOF):
+			if p.Consumed() == chunkStart {
+				w.Flush(ctx) //nolint:errcheck // nothing buffered: no record since the last commit
+				return true, nil
+			}
+			ok, err := flushChunk()
+			return ok, err
+		default:
+			return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, azstore.Classify(err))
+		}
+		if p.Consumed()-chunkStart >= chunkBytes {
+			ok, err := flushChunk()
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+	}
+}
+
+// commitChunk moves cp past the chunk [start, end) and commits it with the
+// chunk's counts. On a lost race it reloads the checkpoint: if the winner
+// stopped inside the chunk, only the chunk's records past the winner's
+// offset are counted and the commit is tried again; otherwise it returns
+// ok=false so that reading resumes from the winner's offset.
+func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pending, start, end int64, format parse.Format, rejected int64, res *Result) (bool, error) {
+	base := cp
+	for try := 0; try < maxRaces; try++ {
+		next := *base
+		next.Counts = base.Counts.Clone()
+		var recs, bad int64
+		for _, pr := range chunk {
+			if pr.offset < base.Offset {
+				continue
+			}
+			if pr.bad {
+				bad++
+				continue
+			}
+			recs++
+			next.Counts.Add(pr.tally)
+		}
+		next.Offset, next.Format = end, format
+		next.Records += recs
+		next.BadRecords += bad
+		next.Rejected = base.Rejected + rejected
+		next.Tries, next.LastError = 0, ""
+		next.Length, next.BlobETag = cp.Length, cp.BlobETag
+		err := commit(ctx, in.Tables, &next)
+		if err == nil {
+			*cp = next
+			res.To = end
+			res.Records += recs
+			res.BadRecords += bad
+			res.Commits++
+			return true, nil
+		}
+		if !errors.Is(err, errLostRace) {
+			return false, err
+		}
+		res.Races++
+		winner, err := loadCheckpoint(ctx, in.Tables, cp.Blob)
+		if err != nil {
+			return false, err
+		}
+		if !winner.exists || winner.SourceID() != cp.SourceID() || winner.Offset < start || winner.Offset >= end {
+			in.log().Info("ingest: another writer moved the checkpoint; resuming from it",
+				slog.String("blob", cp.Blob), slog.Int64("ours", end), slog.Int64("theirs", winner.Offset))
+			return false, nil
+		}
+		base = winner
+	}
+	return false, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", cp.Blob, maxRaces)
+}
+
+func (in *Ingester) log() *slog.Logger {
+	if in.Log == nil {
+		return slog.Default()
+	}
+	return in.Log
+}
+
+func (in *Ingester) concurrency() int {
+	if in.Concurrency <= 0 {
+		return 8
+	}
+	return in.Concurrency
+}
+
+func (in *Ingester) maxReported() int {
+	if in.MaxReported <= 0 {
+		return 20
+	}
+	return in.MaxReported
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func derefTime(p *time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return p.UTC()
+}
