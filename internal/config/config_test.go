@@ -59,8 +59,8 @@ func TestFromLookup(t *testing.T) {
 		{
 			name: "identity based",
 			env: map[string]string{
-				SettingLogsStorage + "__blobServiceUri":  "https://logs.blob.core.windows.net/",
-				SettingIndexStorage + "__serviceUri":     "https://idx.blob.core.windows.net",
+				SettingLogsStorage + "__blobServiceUri":   "https://logs.blob.core.windows.net/",
+				SettingIndexStorage + "__serviceUri":      "https://idx.blob.core.windows.net",
 				SettingIndexStorage + "__tableServiceUri": "https://idx.table.core.windows.net",
 				SettingIndexStorage + "__credential":      "managedidentity",
 				SettingIndexStorage + "__clientId":        "0000-1111",
