@@ -1,0 +1,5 @@
+//go:build !race
+
+package funchost_test
+
+const raceEnabled = false
