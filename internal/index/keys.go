@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -32,7 +33,11 @@ const maxKeyPart = 400
 // suffixed with a hash so that distinct values stay distinct. The same input
 // always gives the same output; "" stays "".
 func EncodeKeyPart(s string) string {
-	s = strings.ToLower(s)
+	if utf8.ValidString(s) {
+		// ToLower would turn invalid bytes into U+FFFD, merging distinct
+		// values; those are lowered rune by rune below instead.
+		s = strings.ToLower(s)
+	}
 	clean := true
 	for i := 0; i < len(s); i++ {
 		if needsEscape(s[i]) {
@@ -54,7 +59,7 @@ func EncodeKeyPart(s string) string {
 		case r < 0x80 && needsEscape(byte(r)):
 			fmt.Fprintf(&b, "%%%02X", byte(r))
 		default:
-			b.WriteString(s[i : i+size])
+			b.WriteRune(unicode.ToLower(r))
 		}
 		i += max(size, 1)
 	}

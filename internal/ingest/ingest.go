@@ -71,9 +71,9 @@ const maxRaces = 16
 // loses a record. It returns an error only when storage failed (unreachable,
 // throttled beyond retries, refused access): a malformed record is skipped
 // and reported in the Result, a missing blob is a Skipped result.
-func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error) {
+func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, err error) {
 	start := time.Now()
-	res := Result{Blob: name}
+	res.Blob = name
 	defer func() { res.Elapsed = time.Since(start) }()
 
 	if err := in.Tables.Ensure(ctx); err != nil {

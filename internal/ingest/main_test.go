@@ -27,13 +27,13 @@ func TestMain(m *testing.M) { os.Exit(azuritetest.Main(m)) }
 
 // env is one test's private container and tables in the shared Azurite.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	cc     *container.Client
 	tables *index.Tables
 	in     *Ingester
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	az := azuritetest.Require(t)
 	acct, err := config.ParseConnectionString(az.ConnectionString)

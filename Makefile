@@ -1,0 +1,53 @@
+# kvaudit — every command a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools/bin
+STATICCHECK := $(TOOLS)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+AZURITE := node_modules/.bin/azurite
+
+.PHONY: help build test lint bench run fuzz clean
+
+help:
+	@echo "make run     Azurite + the handler, sample logs loaded, a query to try"
+	@echo "make test    gofmt, go vet, staticcheck, then every test with -race (starts its own Azurite)"
+	@echo "make bench   benchmarks"
+	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
+	@echo "make build   bin/handler, the binary host.json names"
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/handler ./handler
+
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(AZURITE)
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(STATICCHECK)
+	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tools/*')); \
+	  if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# KVAUDIT_REQUIRE_AZURITE turns a missing Azurite into a failure, not a skip.
+test: $(AZURITE) lint
+	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -race -count=1 -timeout 15m ./...
+
+bench: $(AZURITE) build
+	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+run: $(AZURITE) build
+	./scripts/run-local.sh
+
+clean:
+	rm -rf bin .run

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/funchost"
+)
+
+// maxMetadata bounds the invocation metadata we hold; the blob content in
+// Data is skipped as it streams by, never held.
+const maxMetadata = 1 << 20
+
+// blobTrigger serves POST /BlobTrigger. It reads only the blob's name from
+// the invocation and indexes the blob by ranged reads from its checkpoint,
+// so the content the host sends is never held and a re-fire with the whole
+// blob costs no duplicate rows. It answers non-2xx only when storage failed
+// (the host then retries); a bad record or an unusable invocation is
+// reported in Logs with 200, because a retry could not change it.
+func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
+	invocationID := r.Header.Get("X-Azure-Functions-InvocationId")
+	log := a.log.With(slog.String("invocation", invocationID), slog.String("function", "BlobTrigger"))
+
+	inv, err := funchost.ReadInvocation(r.Body, maxMetadata)
+	if err != nil {
+		log.Error("unreadable invocation", slog.String("error", err.Error()))
+		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{"kvaudit: unreadable invocation: " + err.Error()}})
+		return
+	}
+	trig, err := inv.Blob()
+	if err != nil {
+		log.Error("invocation without a blob name", slog.String("error", err.Error()))
+		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{"kvaudit: " + err.Error()}})
+		return
+	}
+	// {name} in the trigger path is the path inside the container; accept
+	// a container-qualified name as well.
+	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
+	log = log.With(slog.String("blob", name))
+
+	res, err := a.ingester.IngestBlob(r.Context(), name)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if azstore.IsTransient(err) {
+			status = http.StatusServiceUnavailable
+		}
+		log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
+		funchost.WriteResponse(w, status, funchost.Response{Logs: []string{"kvaudit: ingest failed: " + err.Error()}})
+		return
+	}
+	logs := []string{summary(res.Blob, res.Skipped, res.From, res.To, res.Length, res.Records, res.BadRecords, res.Rejected, res.Elapsed.Milliseconds())}
+	for _, b := range res.Bad {
+		logs = append(logs, fmt.Sprintf("bad record skipped: blob %s byte %d: %s", b.Blob, b.Offset, b.Reason))
+	}
+	if n := res.BadRecords - int64(len(res.Bad)); n > 0 {
+		logs = append(logs, fmt.Sprintf("… and %d more bad records (see the structured log)", n))
+	}
+	log.Info("blob indexed",
+		slog.Int64("from", res.From), slog.Int64("to", res.To), slog.Int64("length", res.Length),
+		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("rejected", res.Rejected),
+		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
+		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
+	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
+}
+
+func summary(blob, skipped string, from, to, length, records, bad, rejected, ms int64) string {
+	if skipped != "" {
+		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", blob, skipped, to, length)
+	}
+	return fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
+		blob, records, from, to, length, ms, bad, rejected)
+}

@@ -1,0 +1,47 @@
+// Command handler is kvaudit: an Azure Functions custom handler that
+// indexes Key Vault audit logs into Azure Table Storage, and the command
+// line tools around it.
+//
+//	handler [serve] [-port N]   serve the Functions host (the default)
+//	handler parse [FILE…|-]     print normalized records as NDJSON
+//
+// This package is wiring: it reads settings, builds clients, registers
+// routes and serves; the work is done by the internal packages.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage:
+  handler [serve] [-port N] [-addr HOST]   serve the Azure Functions host (default)
+  handler parse [FILE…|-]                  print normalized records as NDJSON
+  handler help                             this text
+
+Settings come from the environment (app settings); see README.md.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return runServe(args, stderr)
+	case "parse":
+		return runParse(args, stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "handler: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+}

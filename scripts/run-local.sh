@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# make run: Azurite and kvaudit on this machine, the sample logs loaded.
+# Under Azure Functions Core Tools when `func` is installed; otherwise the
+# handler runs standalone and tools/devhost plays the host's blob trigger.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${PORT:-7071}
+RUN=.run
+mkdir -p "$RUN"
+
+for p in 10000 10001 10002 "$PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "make run: port $p on 127.0.0.1 is in use (another Azurite or handler?); stop it first" >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+# Azurite on its standard ports, so UseDevelopmentStorage=true reaches it.
+# In memory: every make run starts from the samples again.
+node_modules/.bin/azurite --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent \
+  --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 >"$RUN/azurite.log" 2>&1 &
+pids+=($!)
+for i in $(seq 1 60); do
+  if (exec 3<>/dev/tcp/127.0.0.1/10000) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then break; fi
+  if [ "$i" = 60 ]; then echo "make run: Azurite did not start; see $RUN/azurite.log" >&2; exit 1; fi
+  sleep 0.5
+done
+
+export AuditLogsStorage="UseDevelopmentStorage=true"
+export AuditIndexStorage="UseDevelopmentStorage=true"
+export AzureWebJobsStorage="UseDevelopmentStorage=true"
+
+go build -o "$RUN/devhost" ./tools/devhost
+"$RUN/devhost" seed -file internal/parse/testdata/sekoia-intake-formats-keyvault.jsonl
+
+if command -v func >/dev/null 2>&1; then
+  [ -f local.settings.json ] || cp local.settings.sample.json local.settings.json
+  echo "make run: starting under Azure Functions Core Tools (func start) on port $PORT"
+  func start --port "$PORT" &
+  pids+=($!)
+else
+  echo "make run: Core Tools (func) not installed; running the handler standalone, devhost plays the blob trigger"
+  bin/handler -port "$PORT" 2>"$RUN/handler.log" &
+  pids+=($!)
+  for i in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  "$RUN/devhost" poll -handler "http://127.0.0.1:$PORT" -interval 5s &
+  pids+=($!)
+fi
+
+cat <<TXT
+
+kvaudit is running: handler on http://127.0.0.1:$PORT, Azurite on 127.0.0.1:10000 (blob) and :10002 (table).
+Handler logs: $RUN/handler.log. Try:
+
+  bin/handler parse internal/parse/testdata/sekoia-intake-formats-keyvault.jsonl | head -3
+  curl -s 'http://127.0.0.1:$PORT/api/audit/events?vault=testpermissionvault&from=2024-04-01T00:00:00Z&to=2024-04-15T00:00:00Z'
+
+Ctrl-C stops everything.
+TXT
+wait

@@ -1,0 +1,214 @@
+// Command devhost plays the Azure Functions host on a machine without Core
+// Tools, for `make run`: it loads audit records into Azurite as Azure
+// Monitor would (append blobs at the resourceId=…/PT1H.json paths), and it
+// polls the container like the blob trigger's polling source, sending the
+// handler the host's exact invocation for every new or changed blob.
+//
+//	devhost seed -file F [-appends N]
+//	devhost poll -handler URL [-interval 5s] [-once]
+//
+// The storage account comes from AuditLogsStorage, as for the handler.
+// It is a development tool: nothing in production depends on it.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: devhost seed -file F | devhost poll -handler URL")
+		os.Exit(2)
+	}
+	s, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devhost:", err)
+		os.Exit(1)
+	}
+	bc, err := azstore.NewBlobClient(s.Logs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devhost:", err)
+		os.Exit(1)
+	}
+	cc := bc.ServiceClient().NewContainerClient(s.LogsContainer)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	switch os.Args[1] {
+	case "seed":
+		err = seed(ctx, cc, os.Args[2:])
+	case "poll":
+		err = poll(ctx, cc, s.Logs.BlobURL, os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "devhost:", err)
+		os.Exit(1)
+	}
+}
+
+// BlobPath is where Azure Monitor writes a record of vault resourceID at t.
+func BlobPath(resourceID string, t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("resourceId=%s/y=%04d/m=%02d/d=%02d/h=%02d/m=00/PT1H.json",
+		strings.ToUpper(resourceID), t.Year(), t.Month(), t.Day(), t.Hour())
+}
+
+// seed appends each record of a JSON Lines file to the blob of its vault
+// and hour, in several Append Block calls per blob, as Azure Monitor does.
+func seed(ctx context.Context, cc *container.Client, args []string) error {
+	fs := flag.NewFlagSet("seed", flag.ExitOnError)
+	file := fs.String("file", "", "JSON Lines file of audit records")
+	appends := fs.Int("appends", 3, "append blocks per blob")
+	_ = fs.Parse(args)
+	f, err := os.Open(*file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := cc.Create(ctx, nil); err != nil && !errors.Is(azstore.Classify(err), azstore.ErrExists) {
+		return fmt.Errorf("create container: %w", err)
+	}
+	blobs := map[string][][]byte{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var head struct {
+			Time       time.Time `json:"time"`
+			ResourceID string    `json:"resourceId"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil || head.ResourceID == "" {
+			continue
+		}
+		p := BlobPath(head.ResourceID, head.Time)
+		blobs[p] = append(blobs[p], append(append([]byte(nil), line...), '\n'))
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(blobs))
+	for n := range blobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ab := cc.NewAppendBlobClient(n)
+		if _, err := ab.Create(ctx, nil); err != nil {
+			return fmt.Errorf("create %s: %w", n, err)
+		}
+		lines := blobs[n]
+		per := max(1, (len(lines)+*appends-1) / *appends)
+		for i := 0; i < len(lines); i += per {
+			block := bytes.Join(lines[i:min(i+per, len(lines))], nil)
+			if _, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(block)), nil); err != nil {
+				return fmt.Errorf("append to %s: %w", n, err)
+			}
+		}
+		fmt.Printf("seeded %s (%d records)\n", n, len(lines))
+	}
+	return nil
+}
+
+// poll lists the container every interval and invokes the handler for
+// every blob whose ETag is new, passing the whole blob as the polling
+// trigger does.
+func poll(ctx context.Context, cc *container.Client, accountURL string, args []string) error {
+	fs := flag.NewFlagSet("poll", flag.ExitOnError)
+	handler := fs.String("handler", "http://127.0.0.1:7071", "handler base URL")
+	interval := fs.Duration("interval", 5*time.Second, "time between listings")
+	once := fs.Bool("once", false, "one listing, then exit")
+	_ = fs.Parse(args)
+	seen := map[string]string{}
+	client := &http.Client{Timeout: 10 * time.Minute}
+	for {
+		pager := cc.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr("resourceId=")})
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fmt.Fprintln(os.Stderr, "devhost: list:", err)
+				break
+			}
+			for _, b := range page.Segment.BlobItems {
+				name, etag := *b.Name, string(*b.Properties.ETag)
+				if seen[name] == etag {
+					continue
+				}
+				if err := invoke(ctx, client, cc, accountURL, *handler, name, b.Properties.ContentLength, etag); err != nil {
+					fmt.Fprintln(os.Stderr, "devhost:", err)
+					continue
+				}
+				seen[name] = etag
+			}
+		}
+		if *once {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(*interval):
+		}
+	}
+}
+
+func invoke(ctx context.Context, client *http.Client, cc *container.Client, accountURL, handler, name string, length *int64, etag string) error {
+	dl, err := cc.NewBlobClient(name).DownloadStream(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	defer dl.Body.Close()
+	req, err := hosttest.NewBlobRequest(ctx, handler, hosttest.BlobInvocation{
+		Name: name, AccountURL: accountURL, Content: dl.Body, Binary: true,
+		ContentLength: deref(length), ETag: etag,
+	})
+	if err != nil {
+		return err
+	}
+	status, resp, err := hosttest.Do(client, req)
+	if err != nil {
+		return fmt.Errorf("invoke for %s: %w", name, err)
+	}
+	for _, l := range resp.Logs {
+		fmt.Printf("[BlobTrigger %d] %s\n", status, l)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("handler answered %d for %s; retrying next round", status, name)
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var z T
+	if p != nil {
+		z = *p
+	}
+	return z
+}
