@@ -150,13 +150,12 @@ func TimeRowKeyBound(t time.Time) string {
 	return fmt.Sprintf("%019d", maxTicks-Ticks(t))
 }
 
-// SourceID identifies one lineage of one blob: the blob's name, its creation
-// time and a generation bumped when the blob was replaced in place. A blob
-// deleted and re-created gets new row keys, so its rows never overwrite the
-// rows of the records that were there before.
-func SourceID(blob string, created time.Time, generation int64) string {
+// SourceID identifies one lineage of one blob: the blob's name and its
+// creation time. A blob deleted and re-created gets new row keys, so its
+// rows never overwrite the rows of the records that were there before.
+func SourceID(blob string, created time.Time) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%d", blob, created.UTC().Format(time.RFC3339Nano), generation)
+	fmt.Fprintf(h, "%s\x00%s", blob, created.UTC().Format(time.RFC3339Nano))
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 

@@ -29,7 +29,6 @@ type Checkpoint struct {
 	Length     int64        // blob length when last read
 	BlobETag   string       // blob ETag when last read
 	CreatedOn  time.Time    // blob creation time: a new one means a new blob
-	Generation int64        // bumped when a blob shrank in place
 	Records    int64        // records indexed in this lineage
 	BadRecords int64        // records skipped as malformed
 	Rejected   int64        // rows the service refused (skipped)
@@ -45,7 +44,7 @@ type Checkpoint struct {
 
 // SourceID is the lineage id used in the blob's row keys.
 func (c *Checkpoint) SourceID() string {
-	return index.SourceID(c.Blob, c.CreatedOn, c.Generation)
+	return index.SourceID(c.Blob, c.CreatedOn)
 }
 
 // BlobPartition is the Blobs-table partition of a blob: its vault and hour
@@ -83,18 +82,45 @@ func loadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 	}
 	row.into(cp)
 	cp.exists, cp.etag = true, resp.ETag
-	if err := loadCounts(ctx, client, pk, cp); err != nil {
+	if err := loadCounts(ctx, client, cp); err != nil {
 		return nil, err
 	}
 	return cp, nil
 }
 
-func loadCounts(ctx context.Context, client *aztables.Client, pk string, cp *Checkpoint) error {
+// countsFilter selects the counts rows of cp's lineage.
+func countsFilter(cp *Checkpoint) string {
 	prefix := index.CountsRowPrefix(cp.SourceID())
 	// '|' + 1 is '}': every key with the prefix sorts below prefix[:-1]+"}".
-	filter := fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
-		odataQuote(pk), odataQuote(prefix), odataQuote(prefix[:len(prefix)-1]+"}"))
-	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(filter)})
+	return fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
+		odataQuote(BlobPartition(cp.Blob)), odataQuote(prefix), odataQuote(prefix[:len(prefix)-1]+"}"))
+}
+
+// deleteCounts deletes every counts row of cp's lineage.
+func deleteCounts(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
+	client := t.Client(index.TableBlobs)
+	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(countsFilter(cp)), Select: to.Ptr("PartitionKey,RowKey")})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("ingest: list counts of %q: %w", cp.Blob, azstore.Classify(err))
+		}
+		for _, e := range page.Entities {
+			var k struct{ PartitionKey, RowKey string }
+			if err := json.Unmarshal(e, &k); err != nil {
+				return err
+			}
+			_, err := client.DeleteEntity(ctx, k.PartitionKey, k.RowKey, nil)
+			if err = azstore.Classify(err); err != nil && !errors.Is(err, azstore.ErrNotFound) {
+				return fmt.Errorf("ingest: delete counts of %q: %w", cp.Blob, err)
+			}
+		}
+	}
+	return nil
+}
+
+func loadCounts(ctx context.Context, client *aztables.Client, cp *Checkpoint) error {
+	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(countsFilter(cp))})
 	cp.Counts = &index.Counts{}
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -180,7 +206,6 @@ type checkpointRow struct {
 	LengthType   string `json:"Length@odata.type,omitempty"`
 	BlobETag     string `json:"BlobETag"`
 	CreatedOn    string `json:"CreatedOn"`
-	Generation   int64  `json:"Generation"`
 	Records      int64  `json:"Records,string"`
 	RecordsType  string `json:"Records@odata.type,omitempty"`
 	BadRecords   int64  `json:"BadRecords,string"`
@@ -205,7 +230,6 @@ func newCheckpointRow(pk, rk string, cp *Checkpoint) checkpointRow {
 		Length: cp.Length, LengthType: edmInt64,
 		BlobETag:   cp.BlobETag,
 		CreatedOn:  cp.CreatedOn.UTC().Format(time.RFC3339Nano),
-		Generation: cp.Generation,
 		Records:    cp.Records, RecordsType: edmInt64,
 		BadRecords: cp.BadRecords, BadType: edmInt64,
 		Rejected:  cp.Rejected,
@@ -222,7 +246,6 @@ func (r checkpointRow) into(cp *Checkpoint) {
 	cp.Length = r.Length
 	cp.BlobETag = r.BlobETag
 	cp.CreatedOn, _ = time.Parse(time.RFC3339Nano, r.CreatedOn)
-	cp.Generation = r.Generation
 	cp.Records = r.Records
 	cp.BadRecords = r.BadRecords
 	cp.Rejected = r.Rejected
@@ -238,4 +261,169 @@ func formatOf(s string) parse.Format {
 		}
 	}
 	return parse.FormatUnknown
+}
+
+// The vault registry: one row per resourceId=…/VAULTS/<NAME>/ prefix ever
+// indexed, in its own partition of the Blobs table, so that a timer run can
+// list the recent hours of the known vaults instead of the whole container.
+const registryPartition = "~vaults"
+
+// VaultPrefix is the part of an Azure Monitor blob path that names the
+// vault, up to and including the "/" before "y="; ok is false for a blob
+// of another shape.
+func VaultPrefix(blob string) (string, bool) {
+	if _, ok := parse.ParseBlobPath(blob); !ok {
+		return "", false
+	}
+	i := strings.Index(blob, "/y=")
+	if i < 0 {
+		return "", false
+	}
+	return blob[:i+1], true
+}
+
+// registerVault records blob's vault prefix. Upsert: repeating it is free
+// of effects.
+func registerVault(ctx context.Context, t *index.Tables, blob string) error {
+	prefix, ok := VaultPrefix(blob)
+	if !ok {
+		return nil
+	}
+	return RegisterVaultPrefix(ctx, t, prefix)
+}
+
+// RegisterVaultPrefix records a vault prefix ("resourceId=…/VAULTS/<NAME>/").
+// Upsert: repeating it is free of effects.
+func RegisterVaultPrefix(ctx context.Context, t *index.Tables, prefix string) error {
+	if err := t.Ensure(ctx); err != nil {
+		return err
+	}
+	row := map[string]string{
+		"PartitionKey": registryPartition,
+		"RowKey":       index.BlobKey(prefix),
+		"Kind":         "vault",
+		"Prefix":       prefix,
+	}
+	body, err := json.Marshal(row)
+	if err != nil {
+		return err
+	}
+	_, err = t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
+	if err != nil {
+		return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
+	}
+	return nil
+}
+
+// KnownVaultPrefixes lists the vault prefixes of every blob ever indexed.
+func KnownVaultPrefixes(ctx context.Context, t *index.Tables) ([]string, error) {
+	filter := "PartitionKey eq " + odataQuote(registryPartition)
+	pager := t.Client(index.TableBlobs).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: to.Ptr("Prefix")})
+	var out []string
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			if errors.Is(azstore.Classify(err), azstore.ErrNotFound) {
+				return nil, nil // no table yet: nothing indexed
+			}
+			return nil, fmt.Errorf("ingest: list known vaults: %w", azstore.Classify(err))
+		}
+		for _, e := range page.Entities {
+			var row struct{ Prefix string }
+			if err := json.Unmarshal(e, &row); err == nil && row.Prefix != "" {
+				out = append(out, row.Prefix)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Exists reports whether the checkpoint was read from the table.
+func (c *Checkpoint) Exists() bool { return c.exists }
+
+// ReadCheckpoint reads the checkpoint row of name without its counts: the
+// cheap look a timer run takes before deciding to ingest. A blob never seen
+// returns a checkpoint with Exists false.
+func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpoint, error) {
+	cp := &Checkpoint{Blob: name, Counts: &index.Counts{}}
+	resp, err := t.Client(index.TableBlobs).GetEntity(ctx, BlobPartition(name), checkpointRowKey(name), nil)
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrNotFound) {
+			return cp, nil
+		}
+		return nil, fmt.Errorf("ingest: read checkpoint of %q: %w", name, err)
+	}
+	var row checkpointRow
+	if err := json.Unmarshal(resp.Value, &row); err != nil {
+		return nil, fmt.Errorf("ingest: checkpoint of %q is not readable: %w", name, err)
+	}
+	row.into(cp)
+	cp.exists, cp.etag = true, resp.ETag
+	return cp, nil
+}
+
+// RecordFailure counts one more failed attempt at blob name and keeps the
+// error, so that a blob that keeps failing can be parked until it changes.
+// It touches only Tries, LastError and BlobETag, with If-Match: when
+// another writer moved the checkpoint meanwhile, nothing is written and the
+// returned tries is 0.
+func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
+	cp, err := ReadCheckpoint(ctx, t, name)
+	if err != nil {
+		return 0, err
+	}
+	client := t.Client(index.TableBlobs)
+	if !cp.exists {
+		cp.CreatedOn = info.CreatedOn
+	}
+	cp.Tries++
+	cp.LastError = cause.Error()
+	cp.BlobETag = info.ETag
+	body, err := json.Marshal(newCheckpointRow(BlobPartition(name), checkpointRowKey(name), cp))
+	if err != nil {
+		return 0, err
+	}
+	if cp.exists {
+		etag := cp.etag
+		_, err = client.UpdateEntity(ctx, body, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+	} else {
+		_, err = client.AddEntity(ctx, body, nil)
+	}
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrConflict) || errors.Is(err, azstore.ErrExists) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("ingest: record failure of %q: %w", name, err)
+	}
+	return cp.Tries, nil
+}
+
+// ListCheckpoints calls fn for every checkpoint in the Blobs partitions of
+// one vault prefix from hour `from` to hour `to` inclusive (blob hours).
+func ListCheckpoints(ctx context.Context, t *index.Tables, vault string, from, to time.Time, fn func(*Checkpoint) error) error {
+	lo := index.EncodeKeyPart(vault) + "|" + from.UTC().Format(index.HourLayout)
+	hi := index.EncodeKeyPart(vault) + "|" + to.UTC().Format(index.HourLayout)
+	filter := fmt.Sprintf("PartitionKey ge %s and PartitionKey le %s and RowKey ge 'c|' and RowKey lt 'c}'", odataQuote(lo), odataQuote(hi))
+	pager := t.Client(index.TableBlobs).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			if errors.Is(azstore.Classify(err), azstore.ErrNotFound) {
+				return nil
+			}
+			return fmt.Errorf("ingest: list checkpoints: %w", azstore.Classify(err))
+		}
+		for _, e := range page.Entities {
+			var row checkpointRow
+			if err := json.Unmarshal(e, &row); err != nil {
+				return fmt.Errorf("ingest: unreadable checkpoint: %w", err)
+			}
+			cp := &Checkpoint{Counts: &index.Counts{}, exists: true}
+			row.into(cp)
+			if err := fn(cp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -66,12 +66,40 @@ type Result struct {
 
 const maxRaces = 16
 
+// SkippedBudget is Result.Skipped when a call stopped at a checkpoint
+// because its time budget (Options.StopBy) ran out: the rest is left for
+// the next call.
+const SkippedBudget = "time budget reached"
+
+// Options tune one IngestBlob call. The zero value reads the blob's
+// properties itself and has no time budget.
+type Options struct {
+	// Blob, when set, is what a listing just said of the blob; the call
+	// then reads up to that length without asking again.
+	Blob *BlobInfo
+	// StopBy, when set, ends the call at the first checkpoint after it, so
+	// a timer run stops cleanly inside its time limit.
+	StopBy time.Time
+}
+
+// BlobInfo is what ingest needs to know of a blob.
+type BlobInfo struct {
+	Length    int64
+	ETag      string
+	CreatedOn time.Time
+}
+
 // IngestBlob indexes the complete records of blob name not yet indexed.
 // Calling it again, or from several instances at once, never duplicates or
 // loses a record. It returns an error only when storage failed (unreachable,
 // throttled beyond retries, refused access): a malformed record is skipped
 // and reported in the Result, a missing blob is a Skipped result.
-func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, err error) {
+func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error) {
+	return in.Ingest(ctx, name, Options{})
+}
+
+// Ingest is IngestBlob with options.
+func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res Result, err error) {
 	start := time.Now()
 	res.Blob = name
 	defer func() { res.Elapsed = time.Since(start) }()
@@ -80,16 +108,19 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, er
 		return res, err
 	}
 	bc := in.Container.NewBlobClient(name)
-	props, err := bc.GetProperties(ctx, nil)
-	if err = azstore.Classify(err); err != nil {
-		if errors.Is(err, azstore.ErrNotFound) {
-			res.Skipped = "blob not found"
-			return res, nil
+	info := opt.Blob
+	if info == nil {
+		props, err := bc.GetProperties(ctx, nil)
+		if err = azstore.Classify(err); err != nil {
+			if errors.Is(err, azstore.ErrNotFound) {
+				res.Skipped = "blob not found"
+				return res, nil
+			}
+			return res, fmt.Errorf("ingest: blob %q: %w", name, err)
 		}
-		return res, fmt.Errorf("ingest: blob %q: %w", name, err)
+		info = &BlobInfo{Length: deref(props.ContentLength), ETag: string(deref(props.ETag)), CreatedOn: derefTime(props.CreationTime)}
 	}
-	length := deref(props.ContentLength)
-	created := derefTime(props.CreationTime)
+	length, created := info.Length, info.CreatedOn.UTC()
 	res.Length = length
 
 	for races := 0; ; races++ {
@@ -97,7 +128,19 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, er
 		if err != nil {
 			return res, err
 		}
-		in.reconcileLineage(cp, created, length)
+		rebuild := in.reconcileLineage(cp, created, length)
+		if !cp.exists {
+			if err := registerVault(ctx, in.Tables, name); err != nil {
+				return res, err
+			}
+		}
+		if rebuild {
+			// Counts restart from nothing: rows a lost checkpoint left
+			// behind would otherwise be counted again.
+			if err := deleteCounts(ctx, in.Tables, cp); err != nil {
+				return res, err
+			}
+		}
 		if races == 0 {
 			res.From = cp.Offset
 		}
@@ -111,9 +154,7 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, er
 		if races > maxRaces {
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
-		cp.Length = length
-		cp.BlobETag = string(deref(props.ETag))
-		done, err := in.run(ctx, bc, cp, length, &res)
+		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
 		if err != nil || done {
 			return res, err
 		}
@@ -121,31 +162,33 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (res Result, er
 	}
 }
 
-// reconcileLineage resets cp when the blob is not the one it describes: a
-// new creation time (deleted and re-created) or a length below the
-// checkpoint (replaced in place). The rows of the old lineage stay: they
-// record events that happened.
-func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length int64) {
+// reconcileLineage resets cp when it does not describe the blob: a new
+// creation time means the blob was deleted and re-created (a new lineage:
+// its rows get new keys and the old rows stay, they record events that
+// happened); a length below the checkpoint means the checkpoint is wrong or
+// the blob was rewritten in place, so it is read again from 0 in the same
+// lineage, whose rows upsert in place. It reports whether counts must be
+// rebuilt from nothing.
+func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length int64) (rebuild bool) {
 	reason := ""
 	switch {
 	case !cp.exists:
 		cp.CreatedOn = created
-		return
+		return true
 	case !cp.CreatedOn.Equal(created):
 		reason = "blob re-created"
 		cp.CreatedOn = created
-		cp.Generation = 0
 	case length < cp.Offset:
-		reason = "blob shrank below its checkpoint"
-		cp.Generation++
+		reason = "checkpoint past the end of the blob"
 	default:
-		return
+		return false
 	}
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
 	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
 	cp.Counts = &index.Counts{}
+	return true
 }
 
 // pending is a record of the current chunk as counting needs it.
@@ -157,7 +200,8 @@ type pending struct {
 
 // run reads [cp.Offset, length) and commits chunk by chunk. done is false
 // when a lost race means the caller must reload the checkpoint and go on.
-func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, length int64, res *Result) (done bool, err error) {
+func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, seen BlobInfo, stopBy time.Time, res *Result) (done bool, err error) {
+	length := seen.Length
 	resp, err := bc.DownloadStream(ctx, &blob.DownloadStreamOptions{
 		Range: blob.HTTPRange{Offset: cp.Offset, Count: length - cp.Offset},
 	})
@@ -187,14 +231,14 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, le
 	}
 
 	var rejectedSoFar int64
-	flushChunk := func() (bool, error) {
+	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
 			return false, err
 		}
 		end := p.Consumed()
 		st := w.Stats()
 		res.Entities, res.Rejected = st.Entities, st.Rejected
-		ok, err := in.commitChunk(ctx, cp, chunk, chunkStart, end, p.Format(), st.Rejected-rejectedSoFar, res)
+		ok, err := in.commitChunk(ctx, cp, chunk, chunkStart, end, p.Format(), st.Rejected-rejectedSoFar, final, seen, res)
 		rejectedSoFar = st.Rejected
 		chunk = chunk[:0]
 		chunkStart = end
@@ -224,15 +268,19 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, le
 				w.Flush(ctx) //nolint:errcheck // nothing buffered: no record since the last commit
 				return true, nil
 			}
-			ok, err := flushChunk()
+			ok, err := flushChunk(true)
 			return ok, err
 		default:
 			return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, azstore.Classify(err))
 		}
 		if p.Consumed()-chunkStart >= chunkBytes {
-			ok, err := flushChunk()
+			ok, err := flushChunk(false)
 			if err != nil || !ok {
 				return false, err
+			}
+			if !stopBy.IsZero() && time.Now().After(stopBy) {
+				res.Skipped = SkippedBudget
+				return true, nil
 			}
 		}
 	}
@@ -243,7 +291,11 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, le
 // stopped inside the chunk, only the chunk's records past the winner's
 // offset are counted and the commit is tried again; otherwise it returns
 // ok=false so that reading resumes from the winner's offset.
-func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pending, start, end int64, format parse.Format, rejected int64, res *Result) (bool, error) {
+//
+// Only the commit that ends a read (final) records the blob's length and
+// ETag: they say "this version of the blob has been read to its end", which
+// lets a timer run skip it without reading.
+func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pending, start, end int64, format parse.Format, rejected int64, final bool, seen BlobInfo, res *Result) (bool, error) {
 	base := cp
 	for try := 0; try < maxRaces; try++ {
 		next := *base
@@ -265,7 +317,9 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.BadRecords += bad
 		next.Rejected = base.Rejected + rejected
 		next.Tries, next.LastError = 0, ""
-		next.Length, next.BlobETag = cp.Length, cp.BlobETag
+		if final {
+			next.Length, next.BlobETag = seen.Length, seen.ETag
+		}
 		err := commit(ctx, in.Tables, &next)
 		if err == nil {
 			*cp = next

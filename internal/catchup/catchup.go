@@ -1,0 +1,283 @@
+// Package catchup keeps the index level with blobs that grow without an
+// event: a timer run lists the recent hours of every vault seen so far and
+// indexes what grew past its checkpoint, through the same ingest path as
+// the blob trigger. It also backfills blobs that existed before kvaudit,
+// applies retention, and reports per-blob status. It knows listings,
+// hours and budgets; reading blobs and checkpoints is package ingest's.
+//
+// Event Grid raises BlobCreated once, when Azure Monitor creates a
+// PT1H.json (usually empty), and nothing for the Append Block calls that
+// fill it; the polling trigger re-fires but late, and does not exist on
+// Flex Consumption. Whichever trigger is configured, the timer makes the
+// index exact: every run indexes the complete records not yet indexed, and
+// ingest's If-Match checkpoints make it safe beside a racing trigger.
+package catchup
+
+import (
+	"context"
+
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// Runner runs catch-up, backfill, retention and status over one container
+// and one index. Safe for concurrent use.
+type Runner struct {
+	Container *container.Client
+	Tables    *index.Tables
+	Ingester  *ingest.Ingester
+	Log       *slog.Logger
+
+	Hours         int // recent blob hours a timer run looks at (default 3)
+	MaxTries      int // failures before a blob is parked until it changes (default 5)
+	RetentionDays int // index days kept (default 90)
+
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+}
+
+// Blob is one listed blob.
+type Blob struct {
+	Name string
+	Hour time.Time // the blob's hour, from its path
+	ingest.BlobInfo
+}
+
+// Report says what a run did.
+type Report struct {
+	Vaults     int   // vault prefixes looked at
+	Listed     int   // blobs listed
+	Indexed    int   // blobs that had new bytes and were read
+	Records    int64 // records indexed
+	BadRecords int64
+	Parked     int // blobs skipped after MaxTries failures, until they change
+	Failed     int // blobs whose ingest failed this run
+	Left       int // blobs not reached because the budget ran out
+	Errors     []string
+	Retention  *RetentionReport // when this run applied retention
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.Default()
+	}
+	return r.Log
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// recentHours lists the blob hours a timer run covers, oldest first,
+// ending with the current hour.
+func (r *Runner) recentHours() []time.Time {
+	now := r.now().Truncate(time.Hour)
+	n := orDefault(r.Hours, 3)
+	hours := make([]time.Time, 0, n)
+	for i := n - 1; i >= 0; i-- {
+		hours = append(hours, now.Add(-time.Duration(i)*time.Hour))
+	}
+	return hours
+}
+
+// hourPrefix is the listing prefix of one vault's blobs of one hour.
+func hourPrefix(vaultPrefix string, h time.Time) string {
+	return fmt.Sprintf("%sy=%04d/m=%02d/d=%02d/h=%02d/", vaultPrefix, h.Year(), h.Month(), h.Day(), h.Hour())
+}
+
+// list calls fn for each blob under prefix.
+func (r *Runner) list(ctx context.Context, prefix string, fn func(Blob) error) error {
+	pager := r.Container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("catchup: list %q: %w", prefix, azstore.Classify(err))
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Name == nil || it.Properties == nil {
+				continue
+			}
+			b := Blob{Name: *it.Name}
+			if bp, ok := parse.ParseBlobPath(b.Name); ok {
+				b.Hour = bp.Hour
+			}
+			if it.Properties.ContentLength != nil {
+				b.Length = *it.Properties.ContentLength
+			}
+			if it.Properties.ETag != nil {
+				b.ETag = string(*it.Properties.ETag)
+			}
+			if it.Properties.CreationTime != nil {
+				b.CreatedOn = it.Properties.CreationTime.UTC()
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recentBlobs lists the blobs of the recent hours of every known vault,
+// oldest hour first; with discover it first looks for vaults no trigger
+// reported (at most hourly).
+func (r *Runner) recentBlobs(ctx context.Context, discover bool) (vaults int, blobs []Blob, err error) {
+	if discover {
+		if err := r.discoverIfDue(ctx); err != nil {
+			return 0, nil, err
+		}
+	}
+	prefixes, err := ingest.KnownVaultPrefixes(ctx, r.Tables)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, h := range r.recentHours() {
+		for _, p := range prefixes {
+			if err := r.list(ctx, hourPrefix(p, h), func(b Blob) error { blobs = append(blobs, b); return nil }); err != nil {
+				return 0, nil, err
+			}
+		}
+	}
+	return len(prefixes), blobs, nil
+}
+
+// Run indexes what grew in the recent hours of every known vault. It stops
+// at the first checkpoint after stopBy (zero: no budget) and leaves the rest
+// to the next run. A blob whose ingest fails is recorded and, after
+// MaxTries failures, parked until its ETag changes; other blobs go on. Run
+// returns an error only when it could not list or read at all (storage
+// unreachable): a run can always be repeated.
+func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
+	var rep Report
+	vaults, blobs, err := r.recentBlobs(ctx, true)
+	if err != nil {
+		return rep, err
+	}
+	rep.Vaults, rep.Listed = vaults, len(blobs)
+	if err := r.ingestAll(ctx, blobs, stopBy, &rep, nil); err != nil {
+		return rep, err
+	}
+	if rep.Left == 0 && (stopBy.IsZero() || r.now().Before(stopBy)) {
+		ret, err := r.retentionIfDue(ctx)
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+		}
+		rep.Retention = ret
+	}
+	return rep, nil
+}
+
+// ingestAll ingests each blob that has bytes past its checkpoint.
+func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, rep *Report, progress func(Blob, ingest.Result)) error {
+	maxTries := orDefault(r.MaxTries, 5)
+	for i, b := range blobs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !stopBy.IsZero() && r.now().After(stopBy) {
+			rep.Left = len(blobs) - i
+			return nil
+		}
+		cp, err := ingest.ReadCheckpoint(ctx, r.Tables, b.Name)
+		if err != nil {
+			return err
+		}
+		sameBlob := cp.Exists() && cp.CreatedOn.Equal(b.CreatedOn)
+		switch {
+		case sameBlob && cp.Length == b.Length && cp.BlobETag == b.ETag && cp.Tries == 0:
+			// This exact version was read already (a cut last record
+			// waits for the append that completes it).
+			if progress != nil {
+				progress(b, ingest.Result{Blob: b.Name, Skipped: "up to date"})
+			}
+			continue
+		case sameBlob && cp.Offset == b.Length && cp.Tries == 0:
+			if progress != nil {
+				progress(b, ingest.Result{Blob: b.Name, Skipped: "up to date"})
+			}
+			continue
+		case cp.Exists() && cp.Tries >= maxTries && cp.BlobETag == b.ETag:
+			rep.Parked++
+			continue
+		}
+		info := b.BlobInfo
+		res, err := r.Ingester.Ingest(ctx, b.Name, ingest.Options{Blob: &info, StopBy: stopBy})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rep.Failed++
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", b.Name, err))
+			tries, rerr := ingest.RecordFailure(ctx, r.Tables, b.Name, b.BlobInfo, err)
+			r.log().Error("catchup: ingest failed", slog.String("blob", b.Name), slog.Int("tries", tries), slog.String("error", err.Error()))
+			if rerr != nil && azstore.IsTransient(rerr) {
+				return rerr
+			}
+			continue
+		}
+		if res.Commits > 0 || res.Records > 0 {
+			rep.Indexed++
+		}
+		rep.Records += res.Records
+		rep.BadRecords += res.BadRecords
+		if progress != nil {
+			progress(b, res)
+		}
+		if res.Skipped == ingest.SkippedBudget {
+			rep.Left = len(blobs) - i
+			return nil
+		}
+	}
+	return nil
+}
+
+// Summary is a one-line account of rep for the invocation's Logs.
+func (rep Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kvaudit catch-up: %d vaults, %d blobs listed, %d read, %d records indexed, %d bad records skipped",
+		rep.Vaults, rep.Listed, rep.Indexed, rep.Records, rep.BadRecords)
+	if rep.Parked > 0 {
+		fmt.Fprintf(&b, ", %d parked after repeated failures", rep.Parked)
+	}
+	if rep.Failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", rep.Failed)
+	}
+	if rep.Left > 0 {
+		fmt.Fprintf(&b, ", %d left for the next run (time budget)", rep.Left)
+	}
+	if rep.Retention != nil {
+		fmt.Fprintf(&b, "; retention: %d rows older than %s deleted", rep.Retention.Deleted, rep.Retention.Cutoff.Format("2006-01-02"))
+	}
+	return b.String()
+}
+
+// sortBlobs orders blobs oldest hour first, then by name.
+func sortBlobs(blobs []Blob) {
+	sort.Slice(blobs, func(i, j int) bool {
+		if !blobs[i].Hour.Equal(blobs[j].Hour) {
+			return blobs[i].Hour.Before(blobs[j].Hour)
+		}
+		return blobs[i].Name < blobs[j].Name
+	})
+}

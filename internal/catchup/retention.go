@@ -1,0 +1,147 @@
+package catchup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// RetentionReport says what retention deleted.
+type RetentionReport struct {
+	Cutoff  time.Time // rows of days before this were deleted
+	Deleted int64
+}
+
+func (r *Runner) retentionCutoff() time.Time {
+	days := orDefault(r.RetentionDays, 90)
+	return r.now().Truncate(24*time.Hour).AddDate(0, 0, -days)
+}
+
+// Retain deletes every index row of a day before the retention window:
+// events and lookup rows whose record time is older, and the checkpoints
+// and counts of blob hours that old. Day partitions make these
+// whole-partition deletes. Repeating it deletes nothing more.
+func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {
+	cutoff := r.retentionCutoff()
+	rep := &RetentionReport{Cutoff: cutoff}
+	// Time is stored with a fixed width, so string order is time order.
+	timeFilter := "Time lt " + odataString(parse.FormatTime(cutoff))
+	for _, tbl := range []string{index.TableEvents, index.TableByCaller, index.TableByIP, index.TableByObject} {
+		n, err := r.deleteWhere(ctx, tbl, timeFilter, nil)
+		rep.Deleted += n
+		if err != nil {
+			return rep, err
+		}
+	}
+	// Blobs partitions are "<vault>|YYYYMMDDHH"; the registry and state
+	// partitions start with "~" and are kept.
+	cutHour := cutoff.Format(index.HourLayout)
+	n, err := r.deleteWhere(ctx, index.TableBlobs, "", func(pk string) bool {
+		i := strings.LastIndexByte(pk, '|')
+		return !strings.HasPrefix(pk, "~") && i >= 0 && pk[i+1:] < cutHour
+	})
+	rep.Deleted += n
+	return rep, err
+}
+
+// deleteWhere deletes the rows of a table matching filter (server side)
+// and keep (client side, on the PartitionKey), in transactions of up to
+// 100 rows of one partition.
+func (r *Runner) deleteWhere(ctx context.Context, short, filter string, match func(pk string) bool) (int64, error) {
+	client := r.Tables.Client(short)
+	opts := &aztables.ListEntitiesOptions{Select: to.Ptr("PartitionKey,RowKey")}
+	if filter != "" {
+		opts.Filter = &filter
+	}
+	var deleted int64
+	batch := map[string][]aztables.TransactionAction{}
+	flush := func(pk string) error {
+		acts := batch[pk]
+		delete(batch, pk)
+		if len(acts) == 0 {
+			return nil
+		}
+		if _, err := client.SubmitTransaction(ctx, acts, nil); err != nil {
+			return fmt.Errorf("catchup: retention in %s partition %q: %w", r.Tables.Name(short), pk, azstore.Classify(err))
+		}
+		deleted += int64(len(acts))
+		return nil
+	}
+	pager := client.NewListEntitiesPager(opts)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			if errors.Is(azstore.Classify(err), azstore.ErrNotFound) {
+				return deleted, nil
+			}
+			return deleted, fmt.Errorf("catchup: retention scan of %s: %w", r.Tables.Name(short), azstore.Classify(err))
+		}
+		for _, raw := range page.Entities {
+			var k struct{ PartitionKey, RowKey string }
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return deleted, err
+			}
+			if match != nil && !match(k.PartitionKey) {
+				continue
+			}
+			body, _ := json.Marshal(k)
+			batch[k.PartitionKey] = append(batch[k.PartitionKey], aztables.TransactionAction{
+				ActionType: aztables.TransactionTypeDelete, Entity: body, IfMatch: to.Ptr(azcore.ETagAny)})
+			if len(batch[k.PartitionKey]) == 100 {
+				if err := flush(k.PartitionKey); err != nil {
+					return deleted, err
+				}
+			}
+		}
+	}
+	for pk := range batch {
+		if err := flush(pk); err != nil {
+			return deleted, err
+		}
+	}
+	return deleted, nil
+}
+
+// State row: when retention last ran, so a timer applies it once a day.
+const (
+	statePartition = "~state"
+	stateRetention = "retention"
+)
+
+// retentionIfDue runs Retain when it has not run today (UTC). Two runs
+// racing both delete the same rows, which is harmless.
+func (r *Runner) retentionIfDue(ctx context.Context) (*RetentionReport, error) {
+	client := r.Tables.Client(index.TableBlobs)
+	today := r.now().Format(index.DayLayout)
+	resp, err := client.GetEntity(ctx, statePartition, stateRetention, nil)
+	if err == nil {
+		var st struct{ LastDay string }
+		if json.Unmarshal(resp.Value, &st) == nil && st.LastDay == today {
+			return nil, nil
+		}
+	} else if !errors.Is(azstore.Classify(err), azstore.ErrNotFound) {
+		return nil, fmt.Errorf("catchup: read retention state: %w", azstore.Classify(err))
+	}
+	rep, err := r.Retain(ctx)
+	if err != nil {
+		return rep, err
+	}
+	body, _ := json.Marshal(map[string]string{"PartitionKey": statePartition, "RowKey": stateRetention, "LastDay": today})
+	if _, err := client.UpsertEntity(ctx, body, nil); err != nil {
+		return rep, fmt.Errorf("catchup: write retention state: %w", azstore.Classify(err))
+	}
+	return rep, nil
+}
+
+func odataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,155 @@
+// Package ingesttest gives tests above package ingest a private container
+// and index in the shared Azurite, and Key Vault records and blob paths to
+// put in them. It imports package testing only through testing.TB.
+package ingesttest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/azuritetest"
+	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
+)
+
+// Env is one test's container and tables, and an Ingester over them.
+type Env struct {
+	T         testing.TB
+	Container *container.Client
+	Tables    *index.Tables
+	Ingester  *ingest.Ingester
+	Log       *slog.Logger
+}
+
+// New makes a private container and table prefix in the Azurite that
+// azuritetest.Main started (a test binary's TestMain must call it).
+func New(t testing.TB) *Env {
+	t.Helper()
+	return NewIn(t, azuritetest.Require(t))
+}
+
+// NewIn is New in a given Azurite (a persistent one, for restart tests).
+func NewIn(t testing.TB, az *azuritetest.Azurite) *Env {
+	t.Helper()
+	acct, err := config.ParseConnectionString(az.ConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := azstore.NewBlobClient(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := azstore.NewTableClient(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := fmt.Sprintf("%x", b)
+	cc := bc.ServiceClient().NewContainerClient("logs-" + id)
+	if _, err := cc.Create(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	tables := index.NewTables(tc, "t"+id)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return &Env{T: t, Container: cc, Tables: tables, Log: log,
+		Ingester: &ingest.Ingester{Container: cc, Tables: tables, Log: log, Concurrency: 4}}
+}
+
+// BlobName is the Azure Monitor path of vault's blob of hour.
+func BlobName(vault string, hour time.Time) string {
+	hour = hour.UTC()
+	return fmt.Sprintf("resourceId=/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s/y=%04d/m=%02d/d=%02d/h=%02d/m=00/PT1H.json",
+		strings.ToUpper(vault), hour.Year(), hour.Month(), hour.Day(), hour.Hour())
+}
+
+// Append creates name as an empty append blob when create is set, then
+// appends each chunk as Append Blocks of at most 4 MiB, as Azure Monitor does.
+func (e *Env) Append(name string, create bool, chunks ...[]byte) {
+	e.T.Helper()
+	ab := e.Container.NewAppendBlobClient(name)
+	ctx := context.Background()
+	if create {
+		if _, err := ab.Create(ctx, nil); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	for _, c := range chunks {
+		for len(c) > 0 {
+			n := min(len(c), 4<<20)
+			if _, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(c[:n])), nil); err != nil {
+				e.T.Fatal(err)
+			}
+			c = c[n:]
+		}
+	}
+}
+
+// Rows lists every row of an index table, keyed "PK/RK".
+func (e *Env) Rows(short string) map[string]map[string]any {
+	e.T.Helper()
+	out := map[string]map[string]any{}
+	pager := e.Tables.Client(short).NewListEntitiesPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			if strings.Contains(err.Error(), "TableNotFound") {
+				return out
+			}
+			e.T.Fatalf("list %s: %v", short, err)
+		}
+		for _, raw := range page.Entities {
+			var m map[string]any
+			if err := json.Unmarshal(raw, &m); err != nil {
+				e.T.Fatal(err)
+			}
+			out[m["PartitionKey"].(string)+"/"+m["RowKey"].(string)] = m
+		}
+	}
+	return out
+}
+
+// CountEvents counts the rows of the Events table by correlation id, so a
+// test can see both missing and doubled records.
+func (e *Env) CountEvents() map[string]int {
+	e.T.Helper()
+	out := map[string]int{}
+	for _, r := range e.Rows(index.TableEvents) {
+		id, _ := r[index.PropCorrelationID].(string)
+		out[id]++
+	}
+	return out
+}
+
+// Record is one JSON Lines record of vault at t; i makes its correlation
+// id ("c-%06d"), caller, IP and secret vary.
+func Record(vault string, t time.Time, i int) []byte {
+	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":"SecretGet","operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":"OK","durationMs":"%d","callerIpAddress":"10.0.%d.%d","correlationId":"c-%06d","identity":{"claim":{"oid":"oid-%d","upn":"user%d@example.com","appid":"app-1"}},"properties":{"id":"https://%s.vault.azure.net/secrets/s%d/v1","clientInfo":"go-test","httpStatusCode":200,"requestUri":"https://%s.vault.azure.net/secrets/s%d?api-version=7.4","tlsVersion":"TLS1_2"}}`+"\n",
+		t.UTC().Format("2006-01-02T15:04:05.0000000Z"), strings.ToUpper(vault), i%900, i%7, i%250, i, i%5, i%5, strings.ToLower(vault), i%11, strings.ToLower(vault), i%11)
+}
+
+// Records is n records of vault, one a second from start, ids from first.
+func Records(vault string, start time.Time, first, n int) []byte {
+	var b []byte
+	for i := 0; i < n; i++ {
+		b = append(b, Record(vault, start.Add(time.Duration(i)*time.Second), first+i)...)
+	}
+	return b
+}
