@@ -18,6 +18,11 @@ import (
 const usage = `usage:
   handler [serve] [-port N] [-addr HOST]   serve the Azure Functions host (default)
   handler parse [FILE…|-]                  print normalized records as NDJSON
+  handler query events|stats|detections …  ask the index (see handler query -h)
+  handler backfill [-since DATE] [-until DATE] [-vault NAME] [-prefix P]
+                                           index blobs that existed before kvaudit
+  handler retention                        delete index days older than RetentionDays
+  handler status [-o json]                 per-blob offset, lag and errors of recent hours
   handler help                             this text
 
 Settings come from the environment (app settings); see README.md.
@@ -37,6 +42,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runServe(args, stderr)
 	case "parse":
 		return runParse(args, stdin, stdout, stderr)
+	case "query":
+		return runQuery(args, stdout, stderr)
+	case "backfill":
+		return runBackfill(args, stdout, stderr)
+	case "retention":
+		return runRetention(args, stdout, stderr)
+	case "status":
+		return runStatus(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/catchup"
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
@@ -25,7 +26,10 @@ import (
 type app struct {
 	settings *config.Settings
 	log      *slog.Logger
+	tables   *index.Tables
 	ingester *ingest.Ingester
+	catchup  *catchup.Runner
+	query    *queryAPI // handler/httpquery.go
 }
 
 // newApp builds clients from the settings. It does no network I/O: start-up
@@ -37,16 +41,28 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	tables := index.NewTables(clients.Table, s.TablePrefix)
-	return &app{
+	a := &app{
 		settings: s,
 		log:      log,
+		tables:   tables,
 		ingester: &ingest.Ingester{
 			Container:   clients.Blob.ServiceClient().NewContainerClient(s.LogsContainer),
 			Tables:      tables,
 			Log:         log,
 			Concurrency: s.IngestConcurrency,
 		},
-	}, nil
+	}
+	a.catchup = &catchup.Runner{
+		Container:     a.ingester.Container,
+		Tables:        tables,
+		Ingester:      a.ingester,
+		Log:           log,
+		Hours:         s.CatchUpHours,
+		MaxTries:      s.MaxBlobTries,
+		RetentionDays: s.RetentionDays,
+	}
+	a.query = newQueryAPI(s, tables, log)
+	return a, nil
 }
 
 func (a *app) routes() http.Handler {
@@ -56,9 +72,9 @@ func (a *app) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("POST /BlobTrigger", a.blobTrigger)
-	mux.HandleFunc("/api/audit/{path...}", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API path: "+r.URL.Path)
-	})
+	mux.HandleFunc("POST /CatchUp", a.catchUpTimer)
+	mux.HandleFunc("GET /api/audit/status", a.status)
+	a.query.routes(mux) // GET /api/audit/…: handler/httpquery.go
 	return mux
 }
 

@@ -38,6 +38,7 @@ const (
 	SettingRetentionDays   = "RetentionDays"
 	SettingMaxBlobTries    = "MaxBlobTries"
 	SettingCatchUpSchedule = "CatchUpSchedule"
+	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
 )
 
 // Azurite's well-known development account (public, documented by Microsoft).
@@ -71,6 +72,7 @@ type Settings struct {
 	RetentionDays     int           // index days kept, default 90
 	MaxBlobTries      int           // failures before a blob is parked, default 5
 	CatchUpSchedule   string        // NCRONTAB, default every 2 minutes
+	CatchUpBudget     time.Duration // a timer run stops at a checkpoint after this, default 4 min
 	APIKey            string        // required on /api/ when standalone and non-loopback
 	LogLevel          slog.Level    // default info
 	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
@@ -139,11 +141,13 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		RetentionDays:     90,
 		MaxBlobTries:      5,
 		CatchUpSchedule:   "0 */2 * * * *",
+		CatchUpBudget:     4 * time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
 	}
 	var errs []error
+	budgetSeconds := int(s.CatchUpBudget / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -180,6 +184,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingCatchUpHours, &s.CatchUpHours, 1, 24 * 31},
 		{SettingRetentionDays, &s.RetentionDays, 1, 36600},
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
+		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -193,6 +198,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		}
 		*in.dst = n
 	}
+	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
 		s.CatchUpSchedule = v
 	}

@@ -5,7 +5,8 @@
 // handler the host's exact invocation for every new or changed blob.
 //
 //	devhost seed -file F [-appends N]
-//	devhost poll -handler URL [-interval 5s] [-once]
+//	devhost poll -handler URL [-interval 5s] [-timer 10s] [-once]
+//	devhost append -vault NAME [-n 1]
 //
 // The storage account comes from AuditLogsStorage, as for the handler.
 // It is a development tool: nothing in production depends on it.
@@ -59,6 +60,8 @@ func main() {
 		err = seed(ctx, cc, os.Args[2:])
 	case "poll":
 		err = poll(ctx, cc, s.Logs.BlobURL, os.Args[2:])
+	case "append":
+		err = appendNow(ctx, cc, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -141,11 +144,17 @@ func poll(ctx context.Context, cc *container.Client, accountURL string, args []s
 	fs := flag.NewFlagSet("poll", flag.ExitOnError)
 	handler := fs.String("handler", "http://127.0.0.1:7071", "handler base URL")
 	interval := fs.Duration("interval", 5*time.Second, "time between listings")
+	timer := fs.Duration("timer", 10*time.Second, "time between CatchUp timer invocations (0: none)")
 	once := fs.Bool("once", false, "one listing, then exit")
 	_ = fs.Parse(args)
 	seen := map[string]string{}
 	client := &http.Client{Timeout: 10 * time.Minute}
+	var lastTimer time.Time
 	for {
+		if *timer > 0 && time.Since(lastTimer) >= *timer {
+			lastTimer = time.Now()
+			tick(ctx, client, *handler)
+		}
 		pager := cc.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr("resourceId=")})
 		for pager.More() {
 			page, err := pager.NextPage(ctx)
@@ -177,6 +186,54 @@ func poll(ctx context.Context, cc *container.Client, accountURL string, args []s
 		case <-time.After(*interval):
 		}
 	}
+}
+
+// tick sends the CatchUp timer's invocation, as the host's timer does.
+func tick(ctx context.Context, client *http.Client, handler string) {
+	req, err := hosttest.NewTimerRequest(ctx, handler, hosttest.TimerInvocation{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devhost: timer:", err)
+		return
+	}
+	status, resp, err := hosttest.Do(client, req)
+	if err != nil && status == 0 {
+		fmt.Fprintln(os.Stderr, "devhost: timer:", err)
+		return
+	}
+	for _, l := range resp.Logs {
+		if !strings.Contains(l, " 0 read,") || status != http.StatusOK {
+			fmt.Printf("[CatchUp %d] %s\n", status, l)
+		}
+	}
+}
+
+// appendNow appends n fresh records, timed now, to the current hour's blob
+// of a vault, as Azure Monitor does while a vault is used.
+func appendNow(ctx context.Context, cc *container.Client, args []string) error {
+	fs := flag.NewFlagSet("append", flag.ExitOnError)
+	vault := fs.String("vault", "testpermissionvault", "vault name")
+	n := fs.Int("n", 1, "records to append")
+	_ = fs.Parse(args)
+	now := time.Now().UTC()
+	resourceID := "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/DEMO/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/" + strings.ToUpper(*vault)
+	name := BlobPath(resourceID, now)
+	ab := cc.NewAppendBlobClient(name)
+	if _, err := ab.GetProperties(ctx, nil); err != nil {
+		if _, err := ab.Create(ctx, nil); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	var b bytes.Buffer
+	for i := 0; i < *n; i++ {
+		t := now.Add(time.Duration(i) * time.Microsecond)
+		fmt.Fprintf(&b, `{"time":"%s","resourceId":"%s","operationName":"SecretGet","operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":"OK","durationMs":"12","callerIpAddress":"203.0.113.7","correlationId":"devhost-%d-%d","identity":{"claim":{"oid":"00000000-0000-0000-0000-00000000d3f0","upn":"dev@example.com","appid":"04b07795-8ddb-461a-bbee-02f9e1bf7b46"}},"properties":{"id":"https://%s.vault.azure.net/secrets/demo-secret/1","clientInfo":"devhost","httpStatusCode":200,"requestUri":"https://%s.vault.azure.net/secrets/demo-secret?api-version=7.4","tlsVersion":"TLS1_2"}}`+"\n",
+			t.Format("2006-01-02T15:04:05.0000000Z"), resourceID, now.UnixNano(), i, strings.ToLower(*vault), strings.ToLower(*vault))
+	}
+	if _, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(b.Bytes())), nil); err != nil {
+		return fmt.Errorf("append to %s: %w", name, err)
+	}
+	fmt.Printf("appended %d record(s) at %s to %s\n", *n, now.Format(time.RFC3339Nano), name)
+	return nil
 }
 
 func invoke(ctx context.Context, client *http.Client, cc *container.Client, accountURL, handler, name string, length *int64, etag string) error {
