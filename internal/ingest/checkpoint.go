@@ -66,23 +66,11 @@ func odataQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''")
 // loadCheckpoint reads the checkpoint of name and its lineage's counts. A
 // blob never seen returns an empty checkpoint (exists false) and no error.
 func loadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpoint, error) {
-	client := t.Client(index.TableBlobs)
-	pk := BlobPartition(name)
-	cp := &Checkpoint{Blob: name, Counts: &index.Counts{}}
-	resp, err := client.GetEntity(ctx, pk, checkpointRowKey(name), nil)
-	if err = azstore.Classify(err); err != nil {
-		if errors.Is(err, azstore.ErrNotFound) {
-			return cp, nil
-		}
-		return nil, fmt.Errorf("ingest: read checkpoint of %q: %w", name, err)
+	cp, err := ReadCheckpoint(ctx, t, name)
+	if err != nil || !cp.exists {
+		return cp, err
 	}
-	var row checkpointRow
-	if err := json.Unmarshal(resp.Value, &row); err != nil {
-		return nil, fmt.Errorf("ingest: checkpoint of %q is not readable: %w", name, err)
-	}
-	row.into(cp)
-	cp.exists, cp.etag = true, resp.ETag
-	if err := loadCounts(ctx, client, cp); err != nil {
+	if err := loadCounts(ctx, t.Client(index.TableBlobs), cp); err != nil {
 		return nil, err
 	}
 	return cp, nil
