@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,12 +46,16 @@ type Clients struct {
 	Table *aztables.ServiceClient
 }
 
+// maxRetries is azcore's retry count for every client; tests of failure
+// paths lower it.
+var maxRetries int32 = 5
+
 // clientOptions: azcore's retry policy (exponential, honours Retry-After on
 // 429/503) instead of hand-written loops.
 func clientOptions() azcore.ClientOptions {
 	return azcore.ClientOptions{
 		Retry: policy.RetryOptions{
-			MaxRetries:    5,
+			MaxRetries:    maxRetries,
 			TryTimeout:    60 * time.Second,
 			RetryDelay:    200 * time.Millisecond,
 			MaxRetryDelay: 10 * time.Second,
@@ -161,12 +166,30 @@ func Classify(err error) error {
 		}
 		return err
 	}
+	// A transport error quotes the request URL, whose query holds the
+	// signature when the account uses a SAS: keep only scheme, host, path.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%w: %s %s: %w", ErrTransient, ue.Op, redactURL(ue.URL), ue.Err)
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &ne) || errors.As(err, &oe) {
 		return fmt.Errorf("%w: %w", ErrTransient, err)
 	}
 	return err
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(url)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	u.User = nil
+	return u.String()
 }
 
 // IsTransient reports whether err means the storage could not be reached or
