@@ -73,7 +73,7 @@ func (a *app) routes() http.Handler {
 	})
 	mux.HandleFunc("POST /BlobTrigger", a.blobTrigger)
 	mux.HandleFunc("POST /CatchUp", a.catchUpTimer)
-	mux.HandleFunc("GET /api/audit/status", a.status)
+	mux.Handle("GET /api/audit/status", a.query.guard(a.status))
 	a.query.routes(mux) // GET /api/audit/…: handler/httpquery.go
 	return mux
 }
@@ -96,6 +96,10 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	if *port == 0 {
 		fmt.Fprintf(stderr, "handler: no port: the Functions host sets %s; when running standalone pass -port N\n", config.SettingCustomPort)
+		return 2
+	}
+	if err := checkListenAddr(*addr, s); err != nil { // handler/httpquery.go
+		fmt.Fprintf(stderr, "handler: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))

@@ -193,11 +193,9 @@ func TestBudgetStopsAtACheckpointAndNextRunResumes(t *testing.T) {
 	e := ingesttest.New(t)
 	r := runner(e)
 	e.Ingester.ChunkBytes = 4 << 10
-	var names []string
 	for h := 0; h < 3; h++ {
 		name := ingesttest.BlobName("vault1", now.Add(-time.Duration(h)*time.Hour))
 		e.Append(name, true, ingesttest.Records("vault1", now.Add(-time.Duration(h)*time.Hour).Truncate(time.Hour), h*100, 100))
-		names = append(names, name)
 	}
 	// A budget already spent: the run stops at its first checkpoint.
 	rep, err := r.Run(context.Background(), time.Now().Add(-time.Second))

@@ -1,0 +1,487 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
+)
+
+// Detection kinds: the questions security teams ask of Key Vault logs
+// every day (Microsoft Sentinel's Key Vault rules, Microsoft's sample
+// queries).
+const (
+	// KindMassRetrieval: a caller with more than Threshold successful
+	// SecretGet, KeyGet or VaultGet in one UTC day.
+	KindMassRetrieval = "massSecretRetrieval"
+	// KindSensitiveOperation: successful deletes, purges and backups.
+	KindSensitiveOperation = "sensitiveOperation"
+	// KindRefusedAccess: 401 and 403 answers, by caller and IP, without
+	// the 401 challenge every client gets before it authenticates
+	// (operationName Authentication with 401).
+	KindRefusedAccess = "refusedAccess"
+	// KindOldTLS: requests made with a TLS version below 1.2.
+	KindOldTLS = "oldTls"
+	// KindSlowRequests: requests that took more than SlowMs, by operation
+	// and vault.
+	KindSlowRequests = "slowRequests"
+)
+
+// Kinds lists the detection kinds in the order findings are answered.
+var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests}
+
+var (
+	massRetrievalOps = []string{"SecretGet", "KeyGet", "VaultGet"}
+	sensitiveOps     = []string{"VaultDelete", "KeyDelete", "SecretDelete", "SecretPurge", "KeyPurge", "SecretBackup", "KeyBackup"}
+)
+
+// Bounds of a detections answer.
+const (
+	maxFindingsPerKind = 1000
+	maxListEntries     = 20 // entries of a finding's lists (vaults, IPs …)
+	maxVaults          = 10000
+)
+
+// Finding is one detection. Which fields are set depends on Kind; Count,
+// First and Last always are. Lists hold the most frequent entries, at most
+// 20.
+type Finding struct {
+	Kind          string  `json:"kind"`
+	Caller        string  `json:"caller,omitempty"` // objectId, else upn, else appId (lower-cased), else "-"
+	IP            string  `json:"ip,omitempty"`
+	Vault         string  `json:"vault,omitempty"`
+	Operation     string  `json:"operation,omitempty"`
+	Object        string  `json:"object,omitempty"`
+	Day           string  `json:"day,omitempty"`
+	TLSVersion    string  `json:"tlsVersion,omitempty"`
+	Count         int64   `json:"count"`
+	First         string  `json:"first"`
+	Last          string  `json:"last"`
+	MaxDurationMs float64 `json:"maxDurationMs,omitempty"`
+	AvgDurationMs float64 `json:"avgDurationMs,omitempty"`
+	Vaults        []Group `json:"vaults,omitempty"`
+	Objects       []Group `json:"objects,omitempty"`
+	IPs           []Group `json:"ips,omitempty"`
+	ClientInfos   []Group `json:"clientInfos,omitempty"`
+	Operations    []Group `json:"operations,omitempty"`
+	Statuses      []Group `json:"statuses,omitempty"`
+}
+
+// Detections is the answer of a detections query.
+type Detections struct {
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	Vault     string  `json:"vault,omitempty"`
+	Threshold int     `json:"threshold"`
+	SlowMs    float64 `json:"slowMs"`
+	// Vaults lists the vaults looked at.
+	Vaults []string `json:"vaults"`
+	// Summary counts the findings of each kind (every kind present).
+	Summary map[string]int `json:"summary"`
+	// Findings, by kind in Kinds order, then by descending count.
+	Findings []Finding `json:"findings"`
+	// Truncated is set when a kind had more than 1000 findings; the most
+	// frequent are kept.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Detections answers dq. How it reads the index:
+//
+//   - The vaults: dq.Vault, or every vault in ingest's registry of the
+//     vaults it has indexed (one request).
+//   - Mass retrieval: the per-hour caller counts bound each caller's daily
+//     total; only callers whose total passes the threshold are read, from
+//     their ByCaller partition of that day, filtered on the server to
+//     successful SecretGet, KeyGet and VaultGet.
+//   - The other kinds are not in the counts (no TLS version or duration
+//     there): each vault's Events partitions of the window are read with
+//     one server-side filter that keeps only rows of some kind, so only
+//     findings cross the network, but the service reads every row of the
+//     window. Keep windows short on busy vaults; MaxScanRows bounds the
+//     rows returned.
+func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detections, error) {
+	d := &Detections{
+		From: formatInstant(dq.From), To: formatInstant(dq.To), Vault: dq.Vault,
+		Threshold: dq.Threshold, SlowMs: dq.SlowMs,
+		Summary: map[string]int{}, Findings: []Finding{}, Vaults: []string{},
+	}
+	vaultKeys := []string{index.EncodeKeyPart(dq.Vault)}
+	if dq.Vault == "" {
+		var err error
+		if vaultKeys, err = q.listVaults(ctx); err != nil {
+			return nil, err
+		}
+	}
+	firstHour := dq.From.Truncate(time.Hour)
+	endHour := dq.To.Add(-time.Nanosecond).Truncate(time.Hour).Add(time.Hour)
+	perVault := make([]*index.Counts, len(vaultKeys))
+	err := q.parallel(ctx, len(vaultKeys), func(ctx context.Context, i int) error {
+		c, err := q.readCounts(ctx, vaultKeys[i], firstHour, endHour, index.DimCaller)
+		perVault[i] = c
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	vaults := map[string]bool{}
+	if dq.Vault != "" {
+		vaults[dq.Vault] = true
+	}
+	callerDays := map[[2]string]int64{} // caller key, day → upper bound of its requests
+	for _, c := range perVault {
+		for k, h := range c.Hours {
+			if dq.Vault != "" && k.Vault != dq.Vault {
+				continue
+			}
+			vaults[k.Vault] = true
+			for caller, n := range h.Dims[index.DimCaller] {
+				callerDays[[2]string{caller, k.Hour[:8]}] += n
+			}
+		}
+	}
+	for v := range vaults {
+		d.Vaults = append(d.Vaults, v)
+	}
+	sort.Strings(d.Vaults)
+
+	budget := newRowBudget(q.maxScanRows(), "these detections")
+	var candidates [][2]string
+	for cd, n := range callerDays {
+		if n > int64(dq.Threshold) && cd[0] != "-" {
+			candidates = append(candidates, cd)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		return candidates[i][0] < candidates[j][0] || candidates[i][0] == candidates[j][0] && candidates[i][1] < candidates[j][1]
+	})
+	var (
+		mu       sync.Mutex
+		findings = map[string][]Finding{}
+	)
+	err = q.parallel(ctx, len(candidates), func(ctx context.Context, i int) error {
+		f, err := q.massRetrieval(ctx, dq, candidates[i][0], candidates[i][1], budget)
+		if err != nil || f == nil {
+			return err
+		}
+		mu.Lock()
+		findings[KindMassRetrieval] = append(findings[KindMassRetrieval], *f)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	agg := newEventAggregates()
+	dayList := days(dq.Window)
+	err = q.parallel(ctx, len(d.Vaults)*len(dayList), func(ctx context.Context, i int) error {
+		return q.scanEventKinds(ctx, dq, d.Vaults[i/len(dayList)], dayList[i%len(dayList)], agg, budget)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for kind, fs := range agg.findings() {
+		findings[kind] = append(findings[kind], fs...)
+	}
+	for _, kind := range Kinds {
+		fs := findings[kind]
+		sort.SliceStable(fs, func(i, j int) bool {
+			if fs[i].Count != fs[j].Count {
+				return fs[i].Count > fs[j].Count
+			}
+			return fs[i].Last > fs[j].Last
+		})
+		d.Summary[kind] = len(fs)
+		if len(fs) > maxFindingsPerKind {
+			fs, d.Truncated = fs[:maxFindingsPerKind], true
+		}
+		d.Findings = append(d.Findings, fs...)
+	}
+	return d, nil
+}
+
+// listVaults lists the key parts of every vault ever indexed, from the
+// registry ingest keeps (one row per vault's blob path prefix): one
+// request, whatever the size of the index.
+func (q *Querier) listVaults(ctx context.Context) ([]string, error) {
+	prefixes, err := ingest.KnownVaultPrefixes(ctx, q.Tables)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range prefixes {
+		bp, ok := parse.ParseBlobPath(strings.TrimSuffix(p, "/"))
+		if !ok || seen[bp.Vault] {
+			continue
+		}
+		seen[bp.Vault] = true
+		out = append(out, index.EncodeKeyPart(bp.Vault))
+	}
+	if len(out) > maxVaults {
+		return nil, &ParamError{Param: ParamVault, Msg: fmt.Sprintf("the index holds %d vaults, more than one request looks at (%d): give vault", len(out), maxVaults)}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// massRetrieval counts the caller's successful gets on day (within the
+// window) and returns a finding when they pass the threshold, else nil.
+func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller, day string, budget *rowBudget) (*Finding, error) {
+	sel := Selector{Caller: caller, Vault: dq.Vault}
+	dayStart, err := time.Parse(index.DayLayout, day)
+	if err != nil {
+		return nil, err
+	}
+	w := Window{From: maxTime(dq.From, dayStart), To: minTime(dq.To, dayStart.Add(24*time.Hour))}
+	if !w.From.Before(w.To) {
+		return nil, nil
+	}
+	p := newPlan(sel, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, w)
+	l := listing{table: p.table, filter: p.partitionFilter(day, ""),
+		sel: selectColumns("RowKey", index.PropVault, index.PropObjectName, index.PropCallerIPAddress,
+			index.PropClientInfo, index.PropObjectID, index.PropUPN, index.PropAppID)}
+	g := newGrouping()
+	var r row
+	err = q.scan(ctx, l, budget, func(e []byte) error {
+		if err := decodeRow(e, &r); err != nil {
+			return err
+		}
+		// The partition holds every record naming this id, also as the
+		// appId of a user's request; the counts (and so the finding) are
+		// by the caller a record is counted under.
+		if r.callerKey() != caller {
+			return nil
+		}
+		t, _ := index.RowKeyTime(r.RowKey)
+		g.add(t, &r)
+		return nil
+	})
+	if err != nil || g.count <= int64(dq.Threshold) {
+		return nil, err
+	}
+	f := g.finding(KindMassRetrieval)
+	f.Caller, f.Day = caller, dayStart.Format(time.DateOnly)
+	f.Statuses = nil // all 2xx by construction
+	return &f, nil
+}
+
+// kindsFilter keeps the rows of at least one event-scanned kind.
+func kindsFilter(slowMs float64) string {
+	ops := make([]string, len(sensitiveOps))
+	for i, op := range sensitiveOps {
+		ops[i] = index.PropOperationName + " eq " + odataString(op)
+	}
+	return "((" + strings.Join(ops, " or ") + ") and Status ge 200 and Status le 299)" +
+		" or ((Status eq 401 or Status eq 403) and not (OperationName eq 'Authentication' and Status eq 401))" +
+		" or TlsVersion lt 'TLS1_2'" +
+		" or DurationMs gt " + odataDouble(slowMs)
+}
+
+// scanEventKinds reads the rows of vault on day that are of some
+// event-scanned kind into agg.
+func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault, day string, agg *eventAggregates, budget *rowBudget) error {
+	p := newPlan(Selector{Vault: vault}, Filter{}, dq.Window)
+	l := listing{table: p.table, filter: p.partitionFilter(day, "") + " and (" + kindsFilter(dq.SlowMs) + ")",
+		sel: selectColumns("RowKey", index.PropVault, index.PropOperationName, index.PropStatus, index.PropObjectID,
+			index.PropUPN, index.PropAppID, index.PropCallerIPAddress, index.PropObjectName, index.PropTLSVersion,
+			index.PropDurationMs, index.PropClientInfo)}
+	var r row
+	return q.scan(ctx, l, budget, func(e []byte) error {
+		if err := decodeRow(e, &r); err != nil {
+			return err
+		}
+		agg.add(&r, dq.SlowMs)
+		return nil
+	})
+}
+
+// eventAggregates groups the rows of the event-scanned kinds; safe for
+// concurrent use.
+type eventAggregates struct {
+	mu     sync.Mutex
+	groups map[[6]string]*grouping // kind and its key fields
+}
+
+func newEventAggregates() *eventAggregates {
+	return &eventAggregates{groups: map[[6]string]*grouping{}}
+}
+
+func (a *eventAggregates) add(r *row, slowMs float64) {
+	t, _ := index.RowKeyTime(r.RowKey)
+	caller := r.callerKey()
+	var keys [][6]string
+	if isSensitive(r.OperationName) && r.Status >= 200 && r.Status <= 299 {
+		keys = append(keys, [6]string{KindSensitiveOperation, r.Vault, r.OperationName, caller, r.CallerIPAddress, r.ObjectName})
+	}
+	if (r.Status == 401 || r.Status == 403) && !(r.OperationName == "Authentication" && r.Status == 401) {
+		keys = append(keys, [6]string{KindRefusedAccess, caller, r.CallerIPAddress})
+	}
+	if tlsBelow12(r.TLSVersion) {
+		keys = append(keys, [6]string{KindOldTLS, r.Vault, r.TLSVersion, caller, r.CallerIPAddress})
+	}
+	if r.DurationMs != nil && float64(*r.DurationMs) > slowMs {
+		keys = append(keys, [6]string{KindSlowRequests, r.OperationName, r.Vault})
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, k := range keys {
+		g := a.groups[k]
+		if g == nil {
+			g = newGrouping()
+			a.groups[k] = g
+		}
+		g.add(t, r)
+	}
+}
+
+func (a *eventAggregates) findings() map[string][]Finding {
+	out := map[string][]Finding{}
+	for k, g := range a.groups {
+		f := g.finding(k[0])
+		switch k[0] {
+		case KindSensitiveOperation:
+			f.Vault, f.Operation, f.Caller, f.IP, f.Object = k[1], k[2], k[3], k[4], k[5]
+			f.Vaults, f.Operations, f.Objects, f.IPs = nil, nil, nil, nil
+		case KindRefusedAccess:
+			f.Caller, f.IP = k[1], k[2]
+			f.IPs = nil
+		case KindOldTLS:
+			f.Vault, f.TLSVersion, f.Caller, f.IP = k[1], k[2], k[3], k[4]
+			f.Vaults, f.IPs, f.Statuses = nil, nil, nil
+		case KindSlowRequests:
+			f.Operation, f.Vault = k[1], k[2]
+			f.Operations, f.Vaults = nil, nil
+			f.MaxDurationMs = g.maxMs
+			if g.timed > 0 {
+				f.AvgDurationMs = float64(int64(g.sumMs/float64(g.timed)*10+0.5)) / 10
+			}
+		}
+		out[k[0]] = append(out[k[0]], f)
+	}
+	return out
+}
+
+func isSensitive(op string) bool {
+	for _, s := range sensitiveOps {
+		if op == s {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsBelow12 reports a TLS (or SSL) version older than TLS 1.2, whichever
+// way it is spelled: TLS1_0, TLS1.1, SSL3 …; an unknown or empty value is
+// not reported.
+func tlsBelow12(v string) bool {
+	s := strings.NewReplacer(".", "_", " ", "", "V", "").Replace(strings.ToUpper(v))
+	if strings.HasPrefix(s, "SSL") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(s, "TLS")
+	if !ok {
+		return false
+	}
+	major, minor, _ := strings.Cut(rest, "_")
+	mj, err := strconv.Atoi(major)
+	if err != nil {
+		return false
+	}
+	mn, _ := strconv.Atoi(minor)
+	return mj < 1 || mj == 1 && mn < 2
+}
+
+// grouping accumulates the rows of one finding.
+type grouping struct {
+	count       int64
+	first, last time.Time
+	vaults      map[string]int64
+	objects     map[string]int64
+	ips         map[string]int64
+	clientInfos map[string]int64
+	operations  map[string]int64
+	statuses    map[string]int64
+	maxMs       float64
+	sumMs       float64
+	timed       int64
+}
+
+func newGrouping() *grouping {
+	return &grouping{vaults: map[string]int64{}, objects: map[string]int64{}, ips: map[string]int64{},
+		clientInfos: map[string]int64{}, operations: map[string]int64{}, statuses: map[string]int64{}}
+}
+
+func (g *grouping) add(t time.Time, r *row) {
+	g.count++
+	if g.first.IsZero() || t.Before(g.first) {
+		g.first = t
+	}
+	if t.After(g.last) {
+		g.last = t
+	}
+	inc := func(m map[string]int64, k string) {
+		if k != "" {
+			m[k]++
+		}
+	}
+	inc(g.vaults, r.Vault)
+	inc(g.objects, r.ObjectName)
+	inc(g.ips, r.CallerIPAddress)
+	inc(g.clientInfos, r.ClientInfo)
+	inc(g.operations, r.OperationName)
+	if r.Status != 0 {
+		inc(g.statuses, strconv.Itoa(r.Status))
+	}
+	if r.DurationMs != nil {
+		ms := float64(*r.DurationMs)
+		g.maxMs = max(g.maxMs, ms)
+		g.sumMs += ms
+		g.timed++
+	}
+}
+
+func (g *grouping) finding(kind string) Finding {
+	return Finding{
+		Kind: kind, Count: g.count,
+		First: parse.FormatTime(g.first), Last: parse.FormatTime(g.last),
+		Vaults: topGroups(g.vaults), Objects: topGroups(g.objects), IPs: topGroups(g.ips),
+		ClientInfos: topGroups(g.clientInfos), Operations: topGroups(g.operations), Statuses: topGroups(g.statuses),
+	}
+}
+
+func topGroups(m map[string]int64) []Group {
+	if len(m) == 0 {
+		return nil
+	}
+	gs := make([]Group, 0, len(m))
+	for k, n := range m {
+		gs = append(gs, Group{Key: k, Count: n})
+	}
+	sortGroups(gs)
+	if len(gs) > maxListEntries {
+		gs = gs[:maxListEntries]
+	}
+	return gs
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
