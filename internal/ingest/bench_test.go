@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 )
 
 var benchRecords = envInt("KVAUDIT_BENCH_RECORDS", 20000)
@@ -18,9 +20,9 @@ var benchRecords = envInt("KVAUDIT_BENCH_RECORDS", 20000)
 //
 //	go test -run '^$' -bench Ingest -benchtime 3x ./internal/ingest/
 func BenchmarkIngest(b *testing.B) {
-	e := newEnv(b)
+	e := ingesttest.New(b)
 	n := benchRecords
-	data := records("vault1", hour, n)
+	data := ingesttest.Records("vault1", hour, 0, n)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	var recs, rows int64
@@ -30,10 +32,10 @@ func BenchmarkIngest(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		name := blobName("vault1", hour.Add(time.Duration(i)*time.Hour))
-		e.appendBlob(name, true, data)
+		name := ingesttest.BlobName("vault1", hour.Add(time.Duration(i)*time.Hour))
+		e.Append(name, true, data)
 		b.StartTimer()
-		res, err := e.in.IngestBlob(context.Background(), name)
+		res, err := e.Ingester.IngestBlob(context.Background(), name)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 )
 
 var hour = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
@@ -32,15 +34,15 @@ func samples(t *testing.T) []byte {
 }
 
 func TestSamplesIndexedOnceWithLookups(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("testpermissionvault", hour)
-	e.appendBlob(name, true, samples(t))
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("testpermissionvault", hour)
+	e.Append(name, true, samples(t))
 
-	res := e.ingest(name)
-	if res.Records != 32 || res.BadRecords != 0 || res.To != e.blobLength(name) {
+	res := e.Ingest(name)
+	if res.Records != 32 || res.BadRecords != 0 || res.To != e.BlobLength(name) {
 		t.Fatalf("result %+v, want 32 records to the end", res)
 	}
-	events := e.rows(index.TableEvents)
+	events := e.Rows(index.TableEvents)
 	if len(events) != 32 {
 		t.Fatalf("%d event rows, want 32", len(events))
 	}
@@ -67,7 +69,7 @@ func TestSamplesIndexedOnceWithLookups(t *testing.T) {
 	}
 	// Every lookup row copies an event row, under its own key.
 	for _, tbl := range []string{index.TableByCaller, index.TableByIP, index.TableByObject} {
-		rows := e.rows(tbl)
+		rows := e.Rows(tbl)
 		if len(rows) == 0 {
 			t.Errorf("%s is empty", tbl)
 		}
@@ -83,74 +85,74 @@ func TestSamplesIndexedOnceWithLookups(t *testing.T) {
 			}
 		}
 	}
-	cp := e.checkpoint(name)
-	if cp.Records != 32 || total(cp.Counts) != 32 || cp.Offset != e.blobLength(name) {
+	cp := checkpoint(e, name)
+	if cp.Records != 32 || total(cp.Counts) != 32 || cp.Offset != e.BlobLength(name) {
 		t.Errorf("checkpoint records=%d counts=%d offset=%d", cp.Records, total(cp.Counts), cp.Offset)
 	}
 }
 
 func TestReinvokedBlobAddsNothing(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
-	e.appendBlob(name, true, records("vault1", hour, 50))
-	e.ingest(name)
-	before := e.rows(index.TableEvents)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	e.Append(name, true, ingesttest.Records("vault1", hour, 0, 50))
+	e.Ingest(name)
+	before := e.Rows(index.TableEvents)
 
 	for i := 0; i < 3; i++ {
-		res := e.ingest(name)
+		res := e.Ingest(name)
 		if res.Skipped != "up to date" || res.Records != 0 {
 			t.Fatalf("re-invocation %d: %+v", i, res)
 		}
 	}
-	if after := e.rows(index.TableEvents); len(after) != len(before) || len(after) != 50 {
+	if after := e.Rows(index.TableEvents); len(after) != len(before) || len(after) != 50 {
 		t.Fatalf("rows %d → %d, want 50", len(before), len(after))
 	}
 	// Deleting the checkpoint makes the next run read from 0: same rows,
 	// counts rebuilt, still no duplicates.
-	_, err := e.tables.Client(index.TableBlobs).DeleteEntity(context.Background(), BlobPartition(name), checkpointRowKey(name), nil)
+	_, err := e.Tables.Client(index.TableBlobs).DeleteEntity(context.Background(), ingest.BlobPartition(name), ingest.CheckpointRowKey(name), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := e.ingest(name); res.Records != 50 || res.From != 0 {
+	if res := e.Ingest(name); res.Records != 50 || res.From != 0 {
 		t.Fatalf("after checkpoint loss: %+v", res)
 	}
-	if after := e.rows(index.TableEvents); len(after) != 50 {
+	if after := e.Rows(index.TableEvents); len(after) != 50 {
 		t.Fatalf("%d rows after re-reading from 0, want 50", len(after))
 	}
-	if cp := e.checkpoint(name); cp.Records != 50 || total(cp.Counts) != 50 {
+	if cp := checkpoint(e, name); cp.Records != 50 || total(cp.Counts) != 50 {
 		t.Fatalf("checkpoint records=%d counts=%d, want 50", cp.Records, total(cp.Counts))
 	}
 }
 
 func TestUnterminatedTailCompletedLater(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
-	full := records("vault1", hour, 10)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	full := ingesttest.Records("vault1", hour, 0, 10)
 	cut := bytes.Index(full, []byte("c-000007")) // inside record 7
-	e.appendBlob(name, true)                     // created empty, as Event Grid sees it
-	if res := e.ingest(name); res.Records != 0 || res.Skipped != "up to date" {
+	e.Append(name, true)                         // created empty, as Event Grid sees it
+	if res := e.Ingest(name); res.Records != 0 || res.Skipped != "up to date" {
 		t.Fatalf("empty blob: %+v", res)
 	}
-	e.appendBlob(name, false, full[:cut])
-	res := e.ingest(name)
+	e.Append(name, false, full[:cut])
+	res := e.Ingest(name)
 	if res.Records != 7 {
 		t.Fatalf("first part: %d records, want 7 (the cut one waits)", res.Records)
 	}
-	if cp := e.checkpoint(name); cp.Offset >= int64(cut) || full[cp.Offset-1] != '\n' {
+	if cp := checkpoint(e, name); cp.Offset >= int64(cut) || full[cp.Offset-1] != '\n' {
 		t.Fatalf("checkpoint %d is not at a record end before the cut at %d", cp.Offset, cut)
 	}
-	e.appendBlob(name, false, full[cut:])
-	if res := e.ingest(name); res.Records != 3 {
+	e.Append(name, false, full[cut:])
+	if res := e.Ingest(name); res.Records != 3 {
 		t.Fatalf("second part: %d records, want 3", res.Records)
 	}
-	if n := len(e.rows(index.TableEvents)); n != 10 {
+	if n := len(e.Rows(index.TableEvents)); n != 10 {
 		t.Fatalf("%d rows, want 10", n)
 	}
 }
 
 func TestFormatsAndLineEndings(t *testing.T) {
-	one := string(bytes.TrimSpace(record("vault1", hour, 1, "")))
-	two := string(bytes.TrimSpace(record("vault1", hour.Add(time.Minute), 2, "")))
+	one := string(bytes.TrimSpace(ingesttest.Record("vault1", hour, 1)))
+	two := string(bytes.TrimSpace(ingesttest.Record("vault1", hour.Add(time.Minute), 2)))
 	tests := []struct {
 		name string
 		blob string
@@ -163,17 +165,17 @@ func TestFormatsAndLineEndings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			name := blobName("vault1", hour)
-			e.appendBlob(name, true, []byte(tt.blob))
-			res := e.ingest(name)
+			e := ingesttest.New(t)
+			name := ingesttest.BlobName("vault1", hour)
+			e.Append(name, true, []byte(tt.blob))
+			res := e.Ingest(name)
 			if res.Records != tt.want || res.BadRecords != 0 {
 				t.Fatalf("%+v, want %d records", res, tt.want)
 			}
-			if n := len(e.rows(index.TableEvents)); int64(n) != tt.want {
+			if n := len(e.Rows(index.TableEvents)); int64(n) != tt.want {
 				t.Fatalf("%d rows, want %d", n, tt.want)
 			}
-			if res := e.ingest(name); res.Records != 0 {
+			if res := e.Ingest(name); res.Records != 0 {
 				t.Fatalf("second run indexed %d", res.Records)
 			}
 		})
@@ -181,14 +183,14 @@ func TestFormatsAndLineEndings(t *testing.T) {
 }
 
 func TestDayBoundaryPartitions(t *testing.T) {
-	e := newEnv(t)
+	e := ingesttest.New(t)
 	last := time.Date(2026, 11, 20, 23, 59, 59, 999999900, time.UTC)
 	first := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
-	name := blobName("vault1", time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC))
-	e.appendBlob(name, true, append(record("vault1", last, 1, ""), record("vault1", first, 2, "")...))
-	e.ingest(name)
+	name := ingesttest.BlobName("vault1", time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC))
+	e.Append(name, true, append(ingesttest.Record("vault1", last, 1), ingesttest.Record("vault1", first, 2)...))
+	e.Ingest(name)
 	days := map[string]string{}
-	for _, r := range e.rows(index.TableEvents) {
+	for _, r := range e.Rows(index.TableEvents) {
 		days[r["PartitionKey"].(string)] = r["Time"].(string)
 	}
 	if days["vault1|20261120"] != "2026-11-20T23:59:59.9999999Z" || days["vault1|20261121"] != "2026-11-21T00:00:00.0000000Z" {
@@ -197,9 +199,9 @@ func TestDayBoundaryPartitions(t *testing.T) {
 }
 
 func TestBadRecordsSkippedAndReported(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
-	good := records("vault1", hour, 3)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	good := ingesttest.Records("vault1", hour, 0, 3)
 	lines := bytes.SplitAfter(good, []byte("\n"))
 	var blob []byte
 	var badAt []int64
@@ -211,8 +213,8 @@ func TestBadRecordsSkippedAndReported(t *testing.T) {
 			blob = append(blob, lines[i]...)
 		}
 	}
-	e.appendBlob(name, true, blob)
-	res := e.ingest(name)
+	e.Append(name, true, blob)
+	res := e.Ingest(name)
 	if res.Records != 3 || res.BadRecords != int64(len(bad)) {
 		t.Fatalf("%+v, want 3 good and %d bad", res, len(bad))
 	}
@@ -221,25 +223,25 @@ func TestBadRecordsSkippedAndReported(t *testing.T) {
 			t.Errorf("bad record %d reported at %d (%q), want byte %d", i, b.Offset, b.Reason, badAt[i])
 		}
 	}
-	if cp := e.checkpoint(name); cp.BadRecords != int64(len(bad)) || cp.Records != 3 {
+	if cp := checkpoint(e, name); cp.BadRecords != int64(len(bad)) || cp.Records != 3 {
 		t.Errorf("checkpoint records=%d bad=%d", cp.Records, cp.BadRecords)
 	}
 }
 
 func TestOversizedFieldsTruncatedRecordKept(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
 	big := strings.Repeat("é", 100_000)    // 100 K UTF-16 units: over one property's limit
 	huge := strings.Repeat("x", 1_500_000) // over an entity's limit on its own
-	blob := append(record("vault1", hour, 1, `,"note":"`+big+`"`), record("vault1", hour.Add(time.Second), 2, `,"blob":"`+huge+`"`)...)
-	blob = append(blob, record("vault1", hour.Add(2*time.Second), 3, "")...)
-	e.appendBlob(name, true, blob)
-	res := e.ingest(name)
+	blob := append(ingesttest.RecordWith("vault1", hour, 1, `,"note":"`+big+`"`), ingesttest.RecordWith("vault1", hour.Add(time.Second), 2, `,"blob":"`+huge+`"`)...)
+	blob = append(blob, ingesttest.Record("vault1", hour.Add(2*time.Second), 3)...)
+	e.Append(name, true, blob)
+	res := e.Ingest(name)
 	if res.Records != 3 || res.Rejected != 0 {
 		t.Fatalf("%+v, want 3 records and nothing refused", res)
 	}
 	var truncated int
-	for _, r := range e.rows(index.TableEvents) {
+	for _, r := range e.Rows(index.TableEvents) {
 		if tr, _ := r["Truncated"].(string); strings.Contains(tr, "Properties") {
 			truncated++
 			if !strings.HasSuffix(r["Properties"].(string), index.TruncatedMarker) {
@@ -253,18 +255,18 @@ func TestOversizedFieldsTruncatedRecordKept(t *testing.T) {
 }
 
 func TestConcurrentInvocationsNeitherLoseNorDouble(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
 	const n = 400
-	e.appendBlob(name, true, records("vault1", hour, n))
+	e.Append(name, true, ingesttest.Records("vault1", hour, 0, n))
 
 	var wg sync.WaitGroup
-	results := make([]Result, 4)
+	results := make([]ingest.Result, 4)
 	errs := make([]error, 4)
 	for i := range results {
 		// Different chunk sizes put the instances' checkpoints at different
 		// offsets, so a loser often finds the winner inside its own chunk.
-		in := *e.in
+		in := *e.Ingester
 		in.ChunkBytes = int64(8+5*i) << 10
 		wg.Add(1)
 		go func() {
@@ -284,40 +286,40 @@ func TestConcurrentInvocationsNeitherLoseNorDouble(t *testing.T) {
 	if sum != n {
 		t.Errorf("instances counted %d records together, want %d (results %+v)", sum, n, results)
 	}
-	cp := e.checkpoint(name)
-	if cp.Records != n || total(cp.Counts) != n || cp.Offset != e.blobLength(name) {
+	cp := checkpoint(e, name)
+	if cp.Records != n || total(cp.Counts) != n || cp.Offset != e.BlobLength(name) {
 		t.Errorf("checkpoint records=%d counts=%d offset=%d", cp.Records, total(cp.Counts), cp.Offset)
 	}
-	if rows := len(e.rows(index.TableEvents)); rows != n {
+	if rows := len(e.Rows(index.TableEvents)); rows != n {
 		t.Errorf("%d rows, want %d", rows, n)
 	}
 }
 
 func TestRecreatedBlobReadFromZero(t *testing.T) {
-	e := newEnv(t)
-	name := blobName("vault1", hour)
-	e.appendBlob(name, true, records("vault1", hour, 5))
-	e.ingest(name)
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	e.Append(name, true, ingesttest.Records("vault1", hour, 0, 5))
+	e.Ingest(name)
 	time.Sleep(1100 * time.Millisecond) // creation times have 1 s resolution
-	if _, err := e.cc.NewBlobClient(name).Delete(context.Background(), nil); err != nil {
+	if _, err := e.Container.NewBlobClient(name).Delete(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	e.appendBlob(name, true, records("vault1", hour.Add(time.Hour/2), 3))
-	res := e.ingest(name)
+	e.Append(name, true, ingesttest.Records("vault1", hour.Add(time.Hour/2), 0, 3))
+	res := e.Ingest(name)
 	if res.From != 0 || res.Records != 3 {
 		t.Fatalf("%+v, want 3 records read from 0", res)
 	}
-	if rows := len(e.rows(index.TableEvents)); rows != 8 {
+	if rows := len(e.Rows(index.TableEvents)); rows != 8 {
 		t.Fatalf("%d rows, want 8: the old lineage's rows stay", rows)
 	}
-	if cp := e.checkpoint(name); cp.Records != 3 || total(cp.Counts) != 3 {
+	if cp := checkpoint(e, name); cp.Records != 3 || total(cp.Counts) != 3 {
 		t.Fatalf("checkpoint records=%d counts=%d", cp.Records, total(cp.Counts))
 	}
 }
 
 func TestMissingBlobIsNotAnError(t *testing.T) {
-	e := newEnv(t)
-	res := e.ingest(blobName("vault1", hour))
+	e := ingesttest.New(t)
+	res := e.Ingest(ingesttest.BlobName("vault1", hour))
 	if res.Skipped != "blob not found" {
 		t.Fatalf("%+v", res)
 	}

@@ -140,9 +140,33 @@ func (e *Env) CountEvents() map[string]int {
 
 // Record is one JSON Lines record of vault at t; i makes its correlation
 // id ("c-%06d"), caller, IP and secret vary.
-func Record(vault string, t time.Time, i int) []byte {
-	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":"SecretGet","operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":"OK","durationMs":"%d","callerIpAddress":"10.0.%d.%d","correlationId":"c-%06d","identity":{"claim":{"oid":"oid-%d","upn":"user%d@example.com","appid":"app-1"}},"properties":{"id":"https://%s.vault.azure.net/secrets/s%d/v1","clientInfo":"go-test","httpStatusCode":200,"requestUri":"https://%s.vault.azure.net/secrets/s%d?api-version=7.4","tlsVersion":"TLS1_2"}}`+"\n",
-		t.UTC().Format("2006-01-02T15:04:05.0000000Z"), strings.ToUpper(vault), i%900, i%7, i%250, i, i%5, i%5, strings.ToLower(vault), i%11, strings.ToLower(vault), i%11)
+func Record(vault string, t time.Time, i int) []byte { return RecordWith(vault, t, i, "") }
+
+// RecordWith is Record with more properties: extra is spliced into the
+// properties object as is (`,"name":value…`).
+func RecordWith(vault string, t time.Time, i int, extra string) []byte {
+	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":"SecretGet","operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":"OK","durationMs":"%d","callerIpAddress":"10.0.%d.%d","correlationId":"c-%06d","identity":{"claim":{"oid":"oid-%d","upn":"user%d@example.com","appid":"app-1"}},"properties":{"id":"https://%s.vault.azure.net/secrets/s%d/v1","clientInfo":"go-test","httpStatusCode":200,"requestUri":"https://%s.vault.azure.net/secrets/s%d?api-version=7.4","tlsVersion":"TLS1_2"%s}}`+"\n",
+		t.UTC().Format("2006-01-02T15:04:05.0000000Z"), strings.ToUpper(vault), i%900, i%7, i%250, i, i%5, i%5, strings.ToLower(vault), i%11, strings.ToLower(vault), i%11, extra)
+}
+
+// Ingest runs the Env's Ingester on name and fails the test on an error.
+func (e *Env) Ingest(name string) ingest.Result {
+	e.T.Helper()
+	res, err := e.Ingester.IngestBlob(context.Background(), name)
+	if err != nil {
+		e.T.Fatalf("IngestBlob(%s): %v", name, err)
+	}
+	return res
+}
+
+// BlobLength is name's length in storage.
+func (e *Env) BlobLength(name string) int64 {
+	e.T.Helper()
+	p, err := e.Container.NewBlobClient(name).GetProperties(context.Background(), nil)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return *p.ContentLength
 }
 
 // Records is n records of vault, one a second from start, ids from first.
