@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/funchost"
+	"github.com/kvaudit/kvaudit/internal/ingest"
 )
 
 // maxMetadata bounds the invocation metadata we hold; the blob content in
@@ -17,9 +18,10 @@ const maxMetadata = 1 << 20
 // blobTrigger serves POST /BlobTrigger. It reads only the blob's name from
 // the invocation and indexes the blob by ranged reads from its checkpoint,
 // so the content the host sends is never held and a re-fire with the whole
-// blob costs no duplicate rows. It answers non-2xx only when storage failed
-// (the host then retries); a bad record or an unusable invocation is
-// reported in Logs with 200, because a retry could not change it.
+// blob costs no duplicate rows. It answers non-2xx only when storage could
+// not be reached (the host then retries); a bad record, an unusable
+// invocation or a failure no retry can fix is reported in Logs with 200,
+// and the last is recorded for CatchUp.
 func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	invocationID := r.Header.Get("X-Azure-Functions-InvocationId")
 	log := a.log.With(slog.String("invocation", invocationID), slog.String("function", "BlobTrigger"))
@@ -43,12 +45,22 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 
 	res, err := a.ingester.IngestBlob(r.Context(), name)
 	if err != nil {
-		status := http.StatusInternalServerError
-		if azstore.IsTransient(err) {
-			status = http.StatusServiceUnavailable
+		if azstore.IsTransient(err) || r.Context().Err() != nil {
+			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + err.Error()}})
+			return
 		}
-		log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
-		funchost.WriteResponse(w, status, funchost.Response{Logs: []string{"kvaudit: ingest failed: " + err.Error()}})
+		// A retry cannot fix this one: five re-deliveries and the poison
+		// queue would only cost. The failure is recorded on the checkpoint,
+		// and CatchUp tries again until MaxBlobTries, then parks the blob
+		// until it changes.
+		tries, rerr := ingest.RecordFailure(r.Context(), a.tables, name, ingest.BlobInfo{Length: trig.ContentLength, ETag: trig.ETag, CreatedOn: trig.CreatedOn}, err)
+		if rerr != nil && azstore.IsTransient(rerr) {
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + rerr.Error()}})
+			return
+		}
+		log.Error("ingest failed; recorded for CatchUp", slog.Int("tries", tries), slog.String("error", err.Error()))
+		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", name, tries, err)}})
 		return
 	}
 	logs := []string{summary(res.Blob, res.Skipped, res.From, res.To, res.Length, res.Records, res.BadRecords, res.Rejected, res.Elapsed.Milliseconds())}

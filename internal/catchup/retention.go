@@ -44,23 +44,40 @@ func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {
 			return rep, err
 		}
 	}
-	// Blobs partitions are "<vault>|YYYYMMDDHH"; the registry and state
-	// partitions start with "~" and are kept.
+	// Blobs partitions are "<vault>|YYYYMMDDHH". Blobs of other paths live
+	// in "~|<hash>" partitions: their counts rows expire by their own Hour
+	// and their checkpoints by UpdatedAt. The registry and state
+	// partitions ("~vaults", "~state") are kept.
 	cutHour := cutoff.Format(index.HourLayout)
-	n, err := r.deleteWhere(ctx, index.TableBlobs, "", func(pk string) bool {
-		i := strings.LastIndexByte(pk, '|')
-		return !strings.HasPrefix(pk, "~") && i >= 0 && pk[i+1:] < cutHour
+	cutTime := cutoff.Format(time.RFC3339Nano)
+	n, err := r.deleteWhere(ctx, index.TableBlobs, "", func(k rowKeys) bool {
+		if strings.HasPrefix(k.PartitionKey, "~|") {
+			return (k.Hour != "" && k.Hour < cutHour) || (k.UpdatedAt != "" && k.UpdatedAt < cutTime)
+		}
+		i := strings.LastIndexByte(k.PartitionKey, '|')
+		return !strings.HasPrefix(k.PartitionKey, "~") && i >= 0 && k.PartitionKey[i+1:] < cutHour
 	})
 	rep.Deleted += n
 	return rep, err
 }
 
+// rowKeys is what retention reads of a row.
+type rowKeys struct {
+	PartitionKey, RowKey string
+	Hour, UpdatedAt      string `json:",omitempty"`
+}
+
 // deleteWhere deletes the rows of a table matching filter (server side)
-// and keep (client side, on the PartitionKey), in transactions of up to
-// 100 rows of one partition.
-func (r *Runner) deleteWhere(ctx context.Context, short, filter string, match func(pk string) bool) (int64, error) {
+// and match (client side), in transactions of up to 100 rows of one
+// partition. Rows come in key order, so a partition's deletes are sent as
+// soon as the scan moves past it: memory holds one partition's batch.
+func (r *Runner) deleteWhere(ctx context.Context, short, filter string, match func(rowKeys) bool) (int64, error) {
 	client := r.Tables.Client(short)
-	opts := &aztables.ListEntitiesOptions{Select: to.Ptr("PartitionKey,RowKey")}
+	sel := "PartitionKey,RowKey"
+	if match != nil {
+		sel += ",Hour,UpdatedAt"
+	}
+	opts := &aztables.ListEntitiesOptions{Select: to.Ptr(sel)}
 	if filter != "" {
 		opts.Filter = &filter
 	}
@@ -88,14 +105,21 @@ func (r *Runner) deleteWhere(ctx context.Context, short, filter string, match fu
 			return deleted, fmt.Errorf("catchup: retention scan of %s: %w", r.Tables.Name(short), azstore.Classify(err))
 		}
 		for _, raw := range page.Entities {
-			var k struct{ PartitionKey, RowKey string }
+			var k rowKeys
 			if err := json.Unmarshal(raw, &k); err != nil {
 				return deleted, err
 			}
-			if match != nil && !match(k.PartitionKey) {
+			for pk := range batch {
+				if pk != k.PartitionKey {
+					if err := flush(pk); err != nil {
+						return deleted, err
+					}
+				}
+			}
+			if match != nil && !match(k) {
 				continue
 			}
-			body, _ := json.Marshal(k)
+			body, _ := json.Marshal(struct{ PartitionKey, RowKey string }{k.PartitionKey, k.RowKey})
 			batch[k.PartitionKey] = append(batch[k.PartitionKey], aztables.TransactionAction{
 				ActionType: aztables.TransactionTypeDelete, Entity: body, IfMatch: to.Ptr(azcore.ETagAny)})
 			if len(batch[k.PartitionKey]) == 100 {

@@ -79,6 +79,31 @@ func TallyOf(rec *parse.Record) Tally {
 	}
 }
 
+// MaxKeysPerDim caps the distinct keys one hour counts per dimension;
+// further keys count under OtherKey. Totals stay exact, and a blob's counts
+// always fit the transaction that commits them with its checkpoint, however
+// many callers, IPs or objects an hour sees (a mass retrieval over
+// thousands of secrets, say).
+const (
+	MaxKeysPerDim = 1000
+	OtherKey      = "~other"
+)
+
+// Only returns the counts of the given hours (all when hours is nil),
+// sharing their maps: for writing, not for changing.
+func (c *Counts) Only(hours map[HourKey]bool) *Counts {
+	if hours == nil {
+		return c
+	}
+	out := &Counts{Hours: map[HourKey]*HourCounts{}}
+	for k := range hours {
+		if h := c.Hours[k]; h != nil {
+			out.Hours[k] = h
+		}
+	}
+	return out
+}
+
 // Add counts t once.
 func (c *Counts) Add(t Tally) {
 	if c.Hours == nil {
@@ -98,6 +123,9 @@ func (c *Counts) Add(t Tally) {
 		if m == nil {
 			m = map[string]int64{}
 			h.Dims[dim] = m
+		}
+		if _, seen := m[key]; !seen && len(m) >= MaxKeysPerDim {
+			key = OtherKey
 		}
 		m[key]++
 	}

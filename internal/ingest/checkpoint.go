@@ -38,6 +38,13 @@ type Checkpoint struct {
 
 	Counts *index.Counts // aggregates of this lineage's records
 
+	// staleCounts are counts rows of this lineage from before a re-read
+	// from 0; the next commit deletes those it does not rewrite.
+	staleCounts []string
+	// touched are the hours whose counts the next commit writes; the
+	// others are unchanged since the last commit.
+	touched map[index.HourKey]bool
+
 	exists bool
 	etag   azcore.ETag
 }
@@ -84,27 +91,25 @@ func countsFilter(cp *Checkpoint) string {
 		odataQuote(BlobPartition(cp.Blob)), odataQuote(prefix), odataQuote(prefix[:len(prefix)-1]+"}"))
 }
 
-// deleteCounts deletes every counts row of cp's lineage.
-func deleteCounts(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
+// countKeys lists the RowKeys of cp's lineage's counts rows.
+func countKeys(ctx context.Context, t *index.Tables, cp *Checkpoint) ([]string, error) {
 	client := t.Client(index.TableBlobs)
-	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(countsFilter(cp)), Select: to.Ptr("PartitionKey,RowKey")})
+	pager := client.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr(countsFilter(cp)), Select: to.Ptr("RowKey")})
+	var keys []string
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("ingest: list counts of %q: %w", cp.Blob, azstore.Classify(err))
+			return nil, fmt.Errorf("ingest: list counts of %q: %w", cp.Blob, azstore.Classify(err))
 		}
 		for _, e := range page.Entities {
-			var k struct{ PartitionKey, RowKey string }
+			var k struct{ RowKey string }
 			if err := json.Unmarshal(e, &k); err != nil {
-				return err
+				return nil, err
 			}
-			_, err := client.DeleteEntity(ctx, k.PartitionKey, k.RowKey, nil)
-			if err = azstore.Classify(err); err != nil && !errors.Is(err, azstore.ErrNotFound) {
-				return fmt.Errorf("ingest: delete counts of %q: %w", cp.Blob, err)
-			}
+			keys = append(keys, k.RowKey)
 		}
 	}
-	return nil
+	return keys, nil
 }
 
 func loadCounts(ctx context.Context, client *aztables.Client, cp *Checkpoint) error {
@@ -149,15 +154,27 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		act = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: body, IfMatch: &etag}
 	}
 	actions := []aztables.TransactionAction{act}
-	rows, err := index.CountsEntities(index.TableBlobs, pk, cp.SourceID(), cp.Counts)
+	rows, err := index.CountsEntities(index.TableBlobs, pk, cp.SourceID(), cp.Counts.Only(cp.touched))
 	if err != nil {
 		return err
 	}
+	size := len(body)
+	written := map[string]bool{}
 	for _, r := range rows {
 		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: r.Body})
+		written[r.RK] = true
+		size += len(r.Body)
 	}
-	if len(actions) > 100 {
-		return fmt.Errorf("ingest: counts of %q need %d rows, more than one transaction holds", cp.Blob, len(actions)-1)
+	for _, rk := range cp.staleCounts {
+		if !written[rk] {
+			key, _ := json.Marshal(map[string]string{"PartitionKey": pk, "RowKey": rk})
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeDelete, Entity: key, IfMatch: to.Ptr(azcore.ETagAny)})
+		}
+	}
+	// Counts are capped per hour (index.MaxKeysPerDim), so this holds
+	// unless one chunk spans dozens of hours.
+	if len(actions) > 100 || size > 3<<20 {
+		return fmt.Errorf("ingest: counts of %q need %d rows and %d bytes, more than one transaction holds", cp.Blob, len(actions)-1, size)
 	}
 	_, txErr := client.SubmitTransaction(ctx, actions, nil)
 	if txErr != nil {
@@ -178,6 +195,7 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, azstore.Classify(err))
 	}
 	cp.exists, cp.etag = true, resp.ETag
+	cp.staleCounts, cp.touched = nil, nil
 	return nil
 }
 

@@ -108,36 +108,60 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 		return res, err
 	}
 	bc := in.Container.NewBlobClient(name)
-	info := opt.Blob
-	if info == nil {
+	properties := func() (*BlobInfo, error) {
 		props, err := bc.GetProperties(ctx, nil)
 		if err = azstore.Classify(err); err != nil {
+			return nil, err
+		}
+		return &BlobInfo{Length: deref(props.ContentLength), ETag: string(deref(props.ETag)), CreatedOn: derefTime(props.CreationTime)}, nil
+	}
+	info, fresh := opt.Blob, false
+	if info == nil {
+		if info, err = properties(); err != nil {
 			if errors.Is(err, azstore.ErrNotFound) {
 				res.Skipped = "blob not found"
 				return res, nil
 			}
 			return res, fmt.Errorf("ingest: blob %q: %w", name, err)
 		}
-		info = &BlobInfo{Length: deref(props.ContentLength), ETag: string(deref(props.ETag)), CreatedOn: derefTime(props.CreationTime)}
+		fresh = true
 	}
-	length, created := info.Length, info.CreatedOn.UTC()
-	res.Length = length
 
 	for races := 0; ; races++ {
 		cp, err := loadCheckpoint(ctx, in.Tables, name)
 		if err != nil {
 			return res, err
 		}
-		rebuild := in.reconcileLineage(cp, created, length)
-		if !cp.exists {
-			if err := registerVault(ctx, in.Tables, name); err != nil {
+		// A listing can be older than the checkpoint another writer just
+		// moved: before believing that the blob shrank or was re-created,
+		// ask the blob itself.
+		if !fresh && cp.exists && (info.Length < cp.Offset || !info.CreatedOn.Equal(cp.CreatedOn)) {
+			if info, err = properties(); err != nil {
+				if errors.Is(err, azstore.ErrNotFound) {
+					res.Skipped = "blob not found"
+					return res, nil
+				}
+				return res, fmt.Errorf("ingest: blob %q: %w", name, err)
+			}
+			fresh = true
+		}
+		length, created := info.Length, info.CreatedOn.UTC()
+		res.Length = length
+		if cp.exists && created.Before(cp.CreatedOn) {
+			// Never go back to an older lineage: what we were told is stale.
+			res.Skipped = "blob changed while reading"
+			return res, nil
+		}
+		if in.reconcileLineage(cp, created, length) && cp.exists {
+			// Same lineage read again from 0: the counts rows it has are
+			// deleted in the first commit's transaction, atomically with
+			// the checkpoint, so counts can lag but never double.
+			if cp.staleCounts, err = countKeys(ctx, in.Tables, cp); err != nil {
 				return res, err
 			}
 		}
-		if rebuild {
-			// Counts restart from nothing: rows a lost checkpoint left
-			// behind would otherwise be counted again.
-			if err := deleteCounts(ctx, in.Tables, cp); err != nil {
+		if !cp.exists {
+			if err := registerVault(ctx, in.Tables, name); err != nil {
 				return res, err
 			}
 		}
@@ -167,19 +191,21 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 // its rows get new keys and the old rows stay, they record events that
 // happened); a length below the checkpoint means the checkpoint is wrong or
 // the blob was rewritten in place, so it is read again from 0 in the same
-// lineage, whose rows upsert in place. It reports whether counts must be
-// rebuilt from nothing.
+// lineage, whose rows upsert in place. It reports whether that lineage's
+// existing counts rows must go (a same-lineage re-read).
 func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length int64) (rebuild bool) {
 	reason := ""
 	switch {
 	case !cp.exists:
 		cp.CreatedOn = created
-		return true
+		return false
 	case !cp.CreatedOn.Equal(created):
 		reason = "blob re-created"
 		cp.CreatedOn = created
+		rebuild = false // a new lineage has counts rows of its own
 	case length < cp.Offset:
 		reason = "checkpoint past the end of the blob"
+		rebuild = true
 	default:
 		return false
 	}
@@ -187,8 +213,9 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
 	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
+	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
-	return true
+	return rebuild
 }
 
 // pending is a record of the current chunk as counting needs it.
@@ -300,6 +327,8 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 	for try := 0; try < maxRaces; try++ {
 		next := *base
 		next.Counts = base.Counts.Clone()
+		next.staleCounts = cp.staleCounts
+		next.touched = map[index.HourKey]bool{}
 		var recs, bad int64
 		for _, pr := range chunk {
 			if pr.offset < base.Offset {
@@ -311,6 +340,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 			}
 			recs++
 			next.Counts.Add(pr.tally)
+			next.touched[pr.tally.Key] = true
 		}
 		next.Offset, next.Format = end, format
 		next.Records += recs

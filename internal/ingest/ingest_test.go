@@ -324,3 +324,54 @@ func TestMissingBlobIsNotAnError(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A listing older than the checkpoint (another writer read further since)
+// must not look like a shrunk blob: nothing is reset or read again.
+func TestStaleListingDoesNotResetCheckpoint(t *testing.T) {
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	first := ingesttest.Records("vault1", hour, 0, 20)
+	e.Append(name, true, first)
+	e.Ingest(name)
+	p, err := e.Container.NewBlobClient(name).GetProperties(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := ingest.BlobInfo{Length: int64(len(first)) / 2, ETag: "\"stale\"", CreatedOn: *p.CreationTime}
+	res, err := e.Ingester.Ingest(context.Background(), name, ingest.Options{Blob: &stale, StopBy: time.Now().Add(-time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 0 || res.Skipped != "up to date" {
+		t.Fatalf("stale listing: %+v", res)
+	}
+	cp := checkpoint(e, name)
+	if cp.Offset != int64(len(first)) || cp.Records != 20 || total(cp.Counts) != 20 {
+		t.Fatalf("checkpoint offset=%d records=%d counts=%d after a stale listing", cp.Offset, cp.Records, total(cp.Counts))
+	}
+}
+
+// Thousands of distinct IPs in one hour still commit in one
+// transaction: keys past index.MaxKeysPerDim count under index.OtherKey,
+// and totals stay exact.
+func TestManyDistinctKeysStillCommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes ~15k rows")
+	}
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	const n = 2500 // 1,750 distinct caller IPs
+	e.Append(name, true, ingesttest.Records("vault1", hour, 0, n))
+	if res := e.Ingest(name); res.Records != n {
+		t.Fatalf("%+v", res)
+	}
+	cp := checkpoint(e, name)
+	if total(cp.Counts) != n {
+		t.Fatalf("counts total %d, want %d", total(cp.Counts), n)
+	}
+	for _, h := range cp.Counts.Hours {
+		if ips := h.Dims[index.DimIP]; len(ips) > index.MaxKeysPerDim+1 || ips[index.OtherKey] == 0 {
+			t.Fatalf("%d IP keys, other=%d", len(ips), ips[index.OtherKey])
+		}
+	}
+}
