@@ -42,6 +42,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: devhost seed -file F | devhost poll -handler URL")
 		os.Exit(2)
 	}
+	// A development tool: Azurite unless told otherwise.
+	if os.Getenv(config.SettingLogsStorage) == "" {
+		_ = os.Setenv(config.SettingLogsStorage, "UseDevelopmentStorage=true")
+	}
 	s, err := config.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devhost:", err)
