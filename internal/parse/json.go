@@ -193,6 +193,10 @@ func appendRaw(dst, raw []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends s to dst as a JSON string literal, with the same
+// escaping as AppendJSON: the one string encoder the project uses.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD;
 // U+2028 and U+2029 are escaped so the output is safe in JavaScript too.
 func appendString(dst []byte, s string) []byte {
