@@ -36,7 +36,7 @@ test: $(AZURITE) lint
 	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 bench: $(AZURITE) build
-	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+	$(GO) run ./tools/kvbench -v $(BENCHFLAGS)
 
 FUZZTIME ?= 30s
 fuzz:

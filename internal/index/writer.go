@@ -1,10 +1,12 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
@@ -148,7 +150,7 @@ func (w *Writer) Add(ctx context.Context, e Entity) error {
 	g.bytes += len(e.Body)
 	w.buffered += len(e.Body)
 	if w.buffered > w.maxBuffered {
-		w.submitAll(ctx)
+		w.submitFullest(ctx)
 	}
 	return nil
 }
@@ -179,6 +181,31 @@ func (w *Writer) Stats() WriteStats {
 func (w *Writer) submitAll(ctx context.Context) {
 	for k, g := range w.groups {
 		delete(w.groups, k)
+		w.submit(ctx, g)
+	}
+}
+
+// submitFullest submits the groups holding the most rows until at most half
+// of maxBuffered is left buffered. The small groups stay to fill up: a
+// record has rows in up to six partitions, most of them (one caller, one IP,
+// one object) sparse, and submitting every group at each overflow would cut
+// their transactions short, costing more of them for the same rows.
+func (w *Writer) submitFullest(ctx context.Context) {
+	gs := make([]*group, 0, len(w.groups))
+	for _, g := range w.groups {
+		gs = append(gs, g)
+	}
+	slices.SortFunc(gs, func(a, b *group) int {
+		if c := cmp.Compare(len(b.actions), len(a.actions)); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.bytes, a.bytes)
+	})
+	for _, g := range gs {
+		if w.buffered <= w.maxBuffered/2 {
+			break
+		}
+		delete(w.groups, g.key)
 		w.submit(ctx, g)
 	}
 }
