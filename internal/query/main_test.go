@@ -3,10 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"sort"
@@ -17,11 +14,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
-	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
@@ -40,31 +36,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	az := azuritetest.Require(t)
-	acct, err := config.ParseConnectionString(az.ConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := azstore.NewBlobClient(acct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := azstore.NewTableClient(acct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	id := fmt.Sprintf("%x", b)
-	cc := bc.ServiceClient().NewContainerClient("logs-" + id)
-	if _, err := cc.Create(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
-	tables := index.NewTables(tc, "q"+id)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &env{t: t, cc: cc, tables: tables,
-		in: &ingest.Ingester{Container: cc, Tables: tables, Log: log, Concurrency: 8},
-		q:  &Querier{Tables: tables}}
+	e := ingesttest.New(t)
+	e.Ingester.Concurrency = 8
+	return &env{t: t, cc: e.Container, tables: e.Tables, in: e.Ingester, q: &Querier{Tables: e.Tables}}
 }
 
 // ev is one audit record of a fixture. Zero fields are left out of the
