@@ -36,7 +36,7 @@ func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {
 	cutoff := r.retentionCutoff()
 	rep := &RetentionReport{Cutoff: cutoff}
 	// Time is stored with a fixed width, so string order is time order.
-	timeFilter := "Time lt " + odataString(parse.FormatTime(cutoff))
+	timeFilter := "Time lt " + index.ODataString(parse.FormatTime(cutoff))
 	for _, tbl := range []string{index.TableEvents, index.TableByCaller, index.TableByIP, index.TableByObject} {
 		n, err := r.deleteWhere(ctx, tbl, timeFilter, nil)
 		rep.Deleted += n
@@ -167,5 +167,3 @@ func (r *Runner) retentionIfDue(ctx context.Context) (*RetentionReport, error) {
 	}
 	return rep, nil
 }
-
-func odataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

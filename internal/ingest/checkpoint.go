@@ -67,9 +67,6 @@ func BlobPartition(name string) string {
 
 func checkpointRowKey(name string) string { return "c|" + index.BlobKey(name) }
 
-// odataQuote makes s an OData string literal.
-func odataQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
 // loadCheckpoint reads the checkpoint of name and its lineage's counts. A
 // blob never seen returns an empty checkpoint (exists false) and no error.
 func loadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpoint, error) {
@@ -88,7 +85,7 @@ func countsFilter(cp *Checkpoint) string {
 	prefix := index.CountsRowPrefix(cp.SourceID())
 	// '|' + 1 is '}': every key with the prefix sorts below prefix[:-1]+"}".
 	return fmt.Sprintf("PartitionKey eq %s and RowKey ge %s and RowKey lt %s",
-		odataQuote(BlobPartition(cp.Blob)), odataQuote(prefix), odataQuote(prefix[:len(prefix)-1]+"}"))
+		index.ODataString(BlobPartition(cp.Blob)), index.ODataString(prefix), index.ODataString(prefix[:len(prefix)-1]+"}"))
 }
 
 // countKeys lists the RowKeys of cp's lineage's counts rows.
@@ -323,7 +320,7 @@ func RegisterVaultPrefix(ctx context.Context, t *index.Tables, prefix string) er
 
 // KnownVaultPrefixes lists the vault prefixes of every blob ever indexed.
 func KnownVaultPrefixes(ctx context.Context, t *index.Tables) ([]string, error) {
-	filter := "PartitionKey eq " + odataQuote(registryPartition)
+	filter := "PartitionKey eq " + index.ODataString(registryPartition)
 	pager := t.Client(index.TableBlobs).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: to.Ptr("Prefix")})
 	var out []string
 	for pager.More() {
@@ -409,7 +406,7 @@ func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobI
 func ListCheckpoints(ctx context.Context, t *index.Tables, vault string, from, to time.Time, fn func(*Checkpoint) error) error {
 	lo := index.EncodeKeyPart(vault) + "|" + from.UTC().Format(index.HourLayout)
 	hi := index.EncodeKeyPart(vault) + "|" + to.UTC().Format(index.HourLayout)
-	filter := fmt.Sprintf("PartitionKey ge %s and PartitionKey le %s and RowKey ge 'c|' and RowKey lt 'c}'", odataQuote(lo), odataQuote(hi))
+	filter := fmt.Sprintf("PartitionKey ge %s and PartitionKey le %s and RowKey ge 'c|' and RowKey lt 'c}'", index.ODataString(lo), index.ODataString(hi))
 	pager := t.Client(index.TableBlobs).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)

@@ -277,7 +277,7 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 func kindsFilter(slowMs float64) string {
 	ops := make([]string, len(sensitiveOps))
 	for i, op := range sensitiveOps {
-		ops[i] = index.PropOperationName + " eq " + odataString(op)
+		ops[i] = index.PropOperationName + " eq " + index.ODataString(op)
 	}
 	return "((" + strings.Join(ops, " or ") + ") and Status ge 200 and Status le 299)" +
 		" or ((Status eq 401 or Status eq 403) and not (OperationName eq 'Authentication' and Status eq 401))" +

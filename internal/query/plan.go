@@ -58,10 +58,10 @@ func newPlan(sel Selector, f Filter, w Window) *plan {
 		p.object = strings.ToLower(sel.Object)
 	}
 	if sel.IP != "" && p.table != index.TableByIP {
-		preds = append(preds, index.PropCallerIPAddress+" eq "+odataString(sel.IP))
+		preds = append(preds, index.PropCallerIPAddress+" eq "+index.ODataString(sel.IP))
 	}
 	if sel.Vault != "" && p.table != index.TableEvents {
-		preds = append(preds, index.PropVault+" eq "+odataString(sel.Vault))
+		preds = append(preds, index.PropVault+" eq "+index.ODataString(sel.Vault))
 	}
 	preds = append(preds, f.predicates()...)
 	p.filter = strings.Join(preds, " and ")
@@ -77,7 +77,7 @@ func (f Filter) predicates() []string {
 	if len(f.Operations) > 0 {
 		ors := make([]string, len(f.Operations))
 		for i, op := range f.Operations {
-			ors[i] = index.PropOperationName + " eq " + odataString(op)
+			ors[i] = index.PropOperationName + " eq " + index.ODataString(op)
 		}
 		preds = append(preds, "("+strings.Join(ors, " or ")+")")
 	}
@@ -117,14 +117,14 @@ func days(w Window) []string {
 func (p *plan) partitionFilter(day, after string) string {
 	var b strings.Builder
 	b.WriteString("PartitionKey eq ")
-	b.WriteString(odataString(p.key + "|" + day))
+	b.WriteString(index.ODataString(p.key + "|" + day))
 	b.WriteString(" and RowKey ge ")
-	b.WriteString(odataString(p.lo))
+	b.WriteString(index.ODataString(p.lo))
 	b.WriteString(" and RowKey lt ")
-	b.WriteString(odataString(p.hi))
+	b.WriteString(index.ODataString(p.hi))
 	if after != "" {
 		b.WriteString(" and RowKey gt ")
-		b.WriteString(odataString(after))
+		b.WriteString(index.ODataString(after))
 	}
 	if p.filter != "" {
 		b.WriteString(" and ")
@@ -146,12 +146,6 @@ func (p *plan) dayIndex(day string) int {
 // object name).
 func (p *plan) matches(r *row) bool {
 	return p.object == "" || strings.ToLower(r.ObjectName) == p.object
-}
-
-// odataString is s as an OData string literal: quoted, every quote
-// doubled, so that no value can end the literal (HAZARDS 7).
-func odataString(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
 // odataDouble is f as an Edm.Double literal: Table Storage compares a

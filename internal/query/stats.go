@@ -325,11 +325,11 @@ func (q *Querier) readCounts(ctx context.Context, vk string, from, to time.Time,
 // them: blobs up to blobHourMargin either side.
 func countsFilter(vk string, from, to time.Time) string {
 	lastHour := to.Add(-time.Hour)
-	return "PartitionKey ge " + odataString(vk+"|"+from.Add(-blobHourMargin).UTC().Format(index.HourLayout)) +
-		" and PartitionKey le " + odataString(vk+"|"+lastHour.Add(blobHourMargin).UTC().Format(index.HourLayout)) +
+	return "PartitionKey ge " + index.ODataString(vk+"|"+from.Add(-blobHourMargin).UTC().Format(index.HourLayout)) +
+		" and PartitionKey le " + index.ODataString(vk+"|"+lastHour.Add(blobHourMargin).UTC().Format(index.HourLayout)) +
 		" and RowKey ge 'a|' and RowKey lt 'a}'" + // '}' follows '|'
-		" and Hour ge " + odataString(from.UTC().Format(index.HourLayout)) +
-		" and Hour lt " + odataString(to.UTC().Format(index.HourLayout))
+		" and Hour ge " + index.ODataString(from.UTC().Format(index.HourLayout)) +
+		" and Hour lt " + index.ODataString(to.UTC().Format(index.HourLayout))
 }
 
 // statsFromRows counts the index rows of sel and f in w, by, into acc. A
