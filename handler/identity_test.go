@@ -104,6 +104,7 @@ func TestIdentityBasedSettings(t *testing.T) {
 		queryCode          int
 		queryNames         string // in the query API's error
 		endpointSawWrongID bool
+		issuer             string // of the tokens handed out, "" for Entra's
 	}{
 		{
 			// The logs account's client id has a typo; the index's is right.
@@ -122,9 +123,20 @@ func TestIdentityBasedSettings(t *testing.T) {
 			triggerNames: []string{"AuditIndexStorage", "IDENTITY_ENDPOINT", "connection refused"},
 			queryCode:    http.StatusServiceUnavailable, queryNames: "IDENTITY_ENDPOINT",
 		},
+		{
+			// Tokens come, and storage refuses them: in Azure, an identity
+			// without its role on the account (Azurite checks no roles; it
+			// refuses a token from an issuer it does not trust alike).
+			name: "storage refuses the token", logsID: rig.idp.ClientID, indexID: rig.idp.ClientID, endpoint: rig.idp.URL,
+			issuer:       "https://issuer.invalid/",
+			triggerNames: []string{"AuditIndexStorage__tableServiceUri", "Storage Table Data Contributor"},
+			queryCode:    http.StatusServiceUnavailable, queryNames: "Storage Table Data Contributor",
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(rig.idp.Requests())
+			rig.idp.SetIssuer(tt.issuer)
+			t.Cleanup(func() { rig.idp.SetIssuer("") })
 			h := rig.start(t, strings.ReplaceAll(tt.name, " ", ""), tt.logsID, tt.indexID, tt.endpoint, data)
 			status, resp := h.invoke(data)
 			logs := strings.Join(resp.Logs, "\n")

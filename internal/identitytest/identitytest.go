@@ -69,6 +69,7 @@ type Endpoint struct {
 
 	mu       sync.Mutex
 	requests []Request
+	issuer   string // "" for the tenant's
 }
 
 // Request is one token request the endpoint answered.
@@ -94,6 +95,16 @@ func Start(t testing.TB) *Endpoint {
 	// The path App Service uses; anything else is a 404 as there.
 	e.URL = e.srv.URL + "/msi/token"
 	return e
+}
+
+// SetIssuer makes the tokens handed out from now on name issuer, "" for
+// the tenant's own (https://sts.windows.net/<tenant>/). A token from an
+// issuer storage does not trust is refused by Azurite (403), as Azure
+// Storage refuses an identity that holds no role on the account.
+func (e *Endpoint) SetIssuer(issuer string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.issuer = issuer
 }
 
 // Env is the environment giving a process this endpoint:
@@ -168,9 +179,15 @@ func (e *Endpoint) answer(w http.ResponseWriter, r *http.Request, req Request) i
 // token mints a v1 access token for the endpoint's identity, the claims
 // Entra puts in a managed identity's token for storage.
 func (e *Endpoint) token(resource string, now, exp time.Time) string {
+	e.mu.Lock()
+	iss := e.issuer
+	e.mu.Unlock()
+	if iss == "" {
+		iss = "https://sts.windows.net/" + e.Tenant + "/"
+	}
 	return signJWT(e.key, map[string]any{
 		"aud":   resource,
-		"iss":   "https://sts.windows.net/" + e.Tenant + "/",
+		"iss":   iss,
 		"iat":   now.Add(-time.Minute).Unix(), // tolerate clock skew, as Entra does
 		"nbf":   now.Add(-time.Minute).Unix(),
 		"exp":   exp.Unix(),
