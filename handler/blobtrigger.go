@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -46,8 +47,11 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	res, err := a.ingester.IngestBlob(r.Context(), name)
 	if err != nil {
 		if azstore.IsTransient(err) || r.Context().Err() != nil {
+			// Storage down, throttling, or refusing our identity: nothing is
+			// wrong with the blob, and nothing was committed past the last
+			// checkpoint. The host's retry finds it where it was.
 			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + err.Error()}})
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(err) + ": " + err.Error()}})
 			return
 		}
 		// A retry cannot fix this one: five re-deliveries and the poison
@@ -56,7 +60,7 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		// until it changes.
 		tries, rerr := ingest.RecordFailure(r.Context(), a.tables, name, ingest.BlobInfo{Length: trig.ContentLength, ETag: trig.ETag, CreatedOn: trig.CreatedOn}, err)
 		if rerr != nil && azstore.IsTransient(rerr) {
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + rerr.Error()}})
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(rerr) + ": " + rerr.Error()}})
 			return
 		}
 		log.Error("ingest failed; recorded for CatchUp", slog.Int("tries", tries), slog.String("error", err.Error()))
@@ -76,6 +80,15 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
 		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
+}
+
+// unavailable says why storage could not serve: refused access (the error
+// then names the setting to check) or unavailable.
+func unavailable(err error) string {
+	if errors.Is(err, azstore.ErrAuth) {
+		return "storage refused access or no token could be had (the host will retry)"
+	}
+	return "storage unavailable"
 }
 
 func summary(blob, skipped string, from, to, length, records, bad, rejected, ms int64) string {

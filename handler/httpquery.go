@@ -185,15 +185,23 @@ func contains(list []string, s string) bool {
 }
 
 // fail answers err: 400 for the caller's mistake, 503 when storage is
-// unreachable (worth a retry), 500 otherwise. A caller that went away gets
-// nothing.
+// unreachable or refuses kvaudit's identity (worth a retry), 500
+// otherwise. A caller that went away gets nothing.
 func (a *queryAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *query.ParamError
+	var ae *azstore.AuthError
 	switch {
 	case errors.As(err, &pe):
 		writeError(w, http.StatusBadRequest, pe.Error())
 	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
 		a.log.Debug("query: caller went away", slog.String("path", r.URL.Path))
+	case errors.As(err, &ae):
+		// Not the caller's fault, and not for them to fix: say which
+		// setting the operator should check, without its value or the
+		// SDK's detail (that goes to the log).
+		a.log.Error("query: storage refused access", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "the index storage refused access or no token could be had; try again later. "+ae.Setting+": "+ae.Check)
 	case azstore.IsTransient(err):
 		a.log.Warn("query: storage unavailable", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 		w.Header().Set("Retry-After", "10")

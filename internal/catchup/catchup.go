@@ -15,7 +15,7 @@ package catchup
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -167,7 +167,8 @@ func (r *Runner) recentBlobs(ctx context.Context, discover bool) (vaults int, bl
 // to the next run. A blob whose ingest fails is recorded and, after
 // MaxTries failures, parked until its ETag changes; other blobs go on. Run
 // returns an error only when it could not list or read at all (storage
-// unreachable): a run can always be repeated.
+// unreachable, or refusing access: azstore.ErrAuth): a run can always be
+// repeated.
 func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
 	var rep Report
 	vaults, blobs, err := r.recentBlobs(ctx, true)
@@ -226,6 +227,13 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if errors.Is(err, azstore.ErrAuth) {
+				// The account refuses our identity, key or SAS: not this
+				// blob's fault, and every other blob would fail alike. A
+				// failure recorded now would count toward parking a blob
+				// that is fine; the next run finds them all where they were.
+				return err
 			}
 			rep.Failed++
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", b.Name, err))

@@ -3,13 +3,18 @@ package catchup
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
@@ -412,4 +417,43 @@ func TestAzuriteRestartedMidRunResumes(t *testing.T) {
 	if err != nil || cp.Records != n {
 		t.Fatalf("checkpoint records %d (%v), want %d", cp.Records, err, n)
 	}
+}
+
+// An account that refuses access is not the blob's fault: the run stops
+// with azstore.ErrAuth, naming the setting, and records no failure that
+// would count toward parking the blob.
+func TestRefusedAccessStopsTheRunAndParksNothing(t *testing.T) {
+	az := azuritetest.Require(t)
+	e := ingesttest.New(t)
+	r := runner(e)
+	name := ingesttest.BlobName("vault1", now)
+	e.Append(name, true, ingesttest.Records("vault1", now.Truncate(time.Hour), 0, 10))
+	run(t, r) // registers the vault
+	e.Append(name, false, ingesttest.Records("vault1", now.Truncate(time.Hour), 10, 5))
+
+	// Listing still works; reading the blob is refused (a key the account
+	// does not have).
+	wrongKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 64))
+	bc, err := azstore.NewBlobClient(config.Account{Setting: config.SettingLogsStorage, Name: azuritetest.AccountName, Key: wrongKey, BlobURL: az.BlobURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	containerName := e.Container.URL()[strings.LastIndex(e.Container.URL(), "/")+1:]
+	in := *e.Ingester
+	in.Container = bc.ServiceClient().NewContainerClient(containerName)
+	r.Ingester = &in
+
+	_, err = r.Run(context.Background(), time.Time{})
+	var ae *azstore.AuthError
+	if !errors.As(err, &ae) || ae.Setting != config.SettingLogsStorage {
+		t.Fatalf("Run: %v, want an azstore.AuthError for %s", err, config.SettingLogsStorage)
+	}
+	cp, err := ingest.ReadCheckpoint(context.Background(), e.Tables, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Tries != 0 || cp.LastError != "" {
+		t.Errorf("a refused read was recorded against the blob: tries %d, %q", cp.Tries, cp.LastError)
+	}
+	exactlyOnce(t, e, 10)
 }
