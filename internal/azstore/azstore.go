@@ -113,7 +113,9 @@ func (p refusedPolicy) Do(req *policy.Request) (*http.Response, error) {
 func refusedCheck(a config.Account, service string) string {
 	switch {
 	case a.Identity:
-		role := map[string]string{"blob": "Storage Blob Data Reader", "table": "Storage Table Data Contributor"}[service]
+		// The roles infra/ grants: the host's blob trigger on the same
+		// connection needs Owner on the logs account, not just Reader.
+		role := map[string]string{"blob": "Storage Blob Data Owner", "table": "Storage Table Data Contributor"}[service]
 		return fmt.Sprintf("the storage account refused the identity: check that it holds %s on the account of %s__%sServiceUri (role assignments take minutes to apply)", role, a.Setting, service)
 	case a.SAS != "":
 		return fmt.Sprintf("the storage account refused the SharedAccessSignature of %s: check its expiry, services and permissions", a.Setting)
