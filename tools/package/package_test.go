@@ -1,0 +1,346 @@
+package main
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvaudit/kvaudit/internal/azuritetest"
+	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
+)
+
+func TestMain(m *testing.M) {
+	code := azuritetest.Main(m)
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// wantEntries is the whole package: what the Functions host needs, and
+// nothing else.
+var wantEntries = []string{
+	"BlobTrigger/function.json",
+	"CatchUp/function.json",
+	"HttpQuery/function.json",
+	"bin/handler",
+	"host.json",
+}
+
+// built is the package as make package builds it, made once per test
+// binary: the handler for linux/amd64, then the zip, twice.
+var built struct {
+	once       sync.Once
+	root, dir  string
+	zip, again []byte
+	err        error
+}
+
+func buildPackage(t *testing.T) (root string, zipBytes []byte) {
+	t.Helper()
+	built.once.Do(func() {
+		built.root, built.err = azuritetest.ModuleRoot()
+		if built.err != nil {
+			return
+		}
+		dir, err := os.MkdirTemp("", "kvaudit-package-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		handler := filepath.Join(dir, "handler")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", handler, "./handler")
+		cmd.Dir = built.root
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		for i, dst := range []*[]byte{&built.zip, &built.again} {
+			out := filepath.Join(dir, fmt.Sprintf("kvaudit-%d.zip", i))
+			if built.err = run(built.root, handler, out, "", io.Discard); built.err != nil {
+				return
+			}
+			if *dst, built.err = os.ReadFile(out); built.err != nil {
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.root, built.zip
+}
+
+func TestPackageIsReproducible(t *testing.T) {
+	_, z := buildPackage(t)
+	if !bytes.Equal(z, built.again) {
+		t.Fatal("two packages of the same tree differ")
+	}
+}
+
+func TestPackageEntries(t *testing.T) {
+	root, z := buildPackage(t)
+	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	files := map[string][]byte{}
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+		want := os.FileMode(0o644)
+		if f.Name == "bin/handler" {
+			want = 0o755
+		}
+		if f.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", f.Name, f.Mode(), want)
+		}
+		if !f.Modified.Equal(ModTime) {
+			t.Errorf("%s: modified %v, want the fixed %v", f.Name, f.Modified, ModTime)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[f.Name], err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(names, wantEntries) {
+		t.Fatalf("entries %q, want %q", names, wantEntries)
+	}
+
+	exe, err := ExecutablePath(files["host.json"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files[exe]; !ok {
+		t.Errorf("host.json's defaultExecutablePath %q is not in the package", exe)
+	}
+	checkStaticLinuxAMD64(t, files["bin/handler"])
+
+	// The packaged trigger is the checked-in one with source EventGrid;
+	// the checked-in one keeps the polling source for func start.
+	packaged := blobBinding(t, files["BlobTrigger/function.json"])
+	checkedIn, err := os.ReadFile(filepath.Join(root, "BlobTrigger", "function.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := blobBinding(t, checkedIn)
+	if packaged["source"] != "EventGrid" {
+		t.Errorf("packaged blob trigger source = %v, want EventGrid", packaged["source"])
+	}
+	if local["source"] != nil {
+		t.Errorf("checked-in blob trigger source = %v, want unset (polling, for func start with Azurite)", local["source"])
+	}
+	delete(packaged, "source")
+	if fmt.Sprint(packaged) != fmt.Sprint(local) {
+		t.Errorf("packaged binding %v differs from the checked-in %v beyond its source", packaged, local)
+	}
+	for _, fn := range []string{"CatchUp", "HttpQuery"} {
+		b, err := os.ReadFile(filepath.Join(root, fn, "function.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, files[fn+"/function.json"]) {
+			t.Errorf("%s/function.json is not the checked-in one", fn)
+		}
+	}
+}
+
+func blobBinding(t *testing.T, functionJSON []byte) map[string]any {
+	t.Helper()
+	var fn struct{ Bindings []map[string]any }
+	if err := json.Unmarshal(functionJSON, &fn); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range fn.Bindings {
+		if b["type"] == "blobTrigger" {
+			return b
+		}
+	}
+	t.Fatalf("no blobTrigger binding in %s", functionJSON)
+	return nil
+}
+
+// checkStaticLinuxAMD64 fails unless bin is a 64-bit x86-64 ELF executable
+// with no interpreter and no shared libraries: what runs on the Functions
+// Linux workers whatever their libc.
+func checkStaticLinuxAMD64(t *testing.T, bin []byte) {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatalf("bin/handler is not ELF: %v", err)
+	}
+	defer f.Close()
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+		t.Errorf("bin/handler: class %v machine %v type %v, want ELFCLASS64 EM_X86_64 ET_EXEC", f.Class, f.Machine, f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("bin/handler has a %v program header: dynamically linked", p.Type)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err == nil && len(libs) > 0 {
+		t.Errorf("bin/handler needs shared libraries %q", libs)
+	}
+}
+
+// TestPackagedHandlerIndexesABlob unpacks the zip, starts its bin/handler
+// as the host does (FUNCTIONS_CUSTOMHANDLER_PORT, the app folder as working
+// directory), sends it the host's blob-trigger invocation for a blob in
+// Azurite and reads the event back through the query API.
+func TestPackagedHandlerIndexesABlob(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skipf("the package's handler is linux/amd64; this machine is %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	_, z := buildPackage(t)
+	app := t.TempDir()
+	unzip(t, z, app)
+
+	env := ingesttest.New(t)
+	az := azuritetest.Require(t)
+	containerURL, err := url.Parse(env.Container.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	container := path.Base(containerURL.Path)
+	hour := time.Now().UTC().Truncate(time.Hour)
+	name := ingesttest.BlobName("pkgvault", hour)
+	const n = 3
+	env.Append(name, true, ingesttest.Records("pkgvault", hour.Add(time.Minute), 0, n))
+
+	port := freePort(t)
+	cmd := exec.Command(filepath.Join(app, "bin", "handler"))
+	cmd.Dir = app
+	cmd.Env = append(os.Environ(),
+		config.SettingCustomPort+"="+strconv.Itoa(port),
+		config.SettingLogsStorage+"="+az.ConnectionString,
+		config.SettingLogsContainer+"="+container,
+		config.SettingTablePrefix+"="+env.Tables.Name(""),
+	)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// Ready when it says it listens (or fail when it exits first).
+	sc := bufio.NewScanner(stderr)
+	var log strings.Builder
+	for !strings.Contains(log.String(), `"msg":"listening"`) {
+		if !sc.Scan() {
+			t.Fatalf("handler exited before listening:\n%s", log.String())
+		}
+		log.WriteString(sc.Text() + "\n")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	content := ingesttest.Records("pkgvault", hour.Add(time.Minute), 0, n)
+	req, err := hosttest.NewBlobRequest(context.Background(), base, hosttest.BlobInvocation{
+		Name: name, Container: container, AccountURL: az.BlobURL,
+		Content: bytes.NewReader(content), Binary: true, ContentLength: int64(len(content)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, resp, err := hosttest.Do(nil, req); err != nil || status != http.StatusOK {
+		t.Fatalf("BlobTrigger: %d %v %v", status, resp.Logs, err)
+	}
+
+	q := url.Values{"vault": {"pkgvault"}, "from": {hour.Format(time.RFC3339)}, "to": {hour.Add(time.Hour).Format(time.RFC3339)}}
+	resp, err := http.Get(base + "/api/audit/events?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Events []struct {
+			OperationName string `json:"operationName"`
+			Source        struct {
+				Blob string `json:"blob"`
+			} `json:"source"`
+		} `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events: %d %v", resp.StatusCode, err)
+	}
+	if len(body.Events) != n {
+		t.Fatalf("got %d events back, want %d", len(body.Events), n)
+	}
+	if e := body.Events[0]; e.OperationName != "SecretGet" || e.Source.Blob != name {
+		t.Errorf("event = %+v", e)
+	}
+}
+
+func unzip(t *testing.T, z []byte, dir string) {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The zip's mode, as the platform's unzip keeps it: the exec bit
+		// must come from the package, not from this test.
+		if err := os.WriteFile(p, data, f.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, f.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
