@@ -23,8 +23,7 @@ build:
 # machine is, and the function folders; dist/kvaudit/ is the same unpacked
 # (for func azure functionapp publish). Same commit, same bytes.
 package:
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o dist/linux-amd64/handler ./handler
-	$(GO) run ./tools/package -handler dist/linux-amd64/handler -o dist/kvaudit.zip -dir dist/kvaudit
+	$(GO) run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit
 
 $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -2,10 +2,11 @@
 // it, and nothing else: host.json, the function folders and the handler
 // binary at the path host.json names.
 //
-//	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath -o dist/linux-amd64/handler ./handler
-//	go run ./tools/package -handler dist/linux-amd64/handler -o dist/kvaudit.zip
+//	go run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit
 //
-// (make package does both.) The zip is reproducible: entries are sorted,
+// (make package runs it; so does azd's prepackage hook.) It builds the
+// handler with GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath
+// (-handler names an already built one instead). The zip is reproducible: entries are sorted,
 // every time stamp is the same fixed instant and modes are explicit (0755
 // for the handler, 0644 for the rest), so the same commit gives the same
 // bytes. The packaged BlobTrigger/function.json is generated from the
@@ -29,6 +30,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -60,18 +62,41 @@ type File struct {
 
 func main() {
 	root := flag.String("root", ".", "repository root: host.json and the function folders")
-	handler := flag.String("handler", "", "the linux/amd64 handler binary (required)")
+	handler := flag.String("handler", "", "a linux/amd64 handler binary already built (default: build ./handler into "+BuiltHandler+")")
 	out := flag.String("o", "dist/kvaudit.zip", "zip to write")
 	dir := flag.String("dir", "", "also write the files unpacked to this folder (emptied first)")
 	flag.Parse()
 	if *handler == "" {
-		fmt.Fprintln(os.Stderr, "package: -handler is required (build it with GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath)")
-		os.Exit(2)
+		*handler = filepath.Join(*root, filepath.FromSlash(BuiltHandler))
+		if err := BuildHandler(*root, *handler); err != nil {
+			fmt.Fprintf(os.Stderr, "package: %v\n", err)
+			os.Exit(1)
+		}
 	}
 	if err := run(*root, *handler, *out, *dir, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "package: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// BuiltHandler is where the handler is built, relative to the root.
+const BuiltHandler = "dist/linux-amd64/handler"
+
+// BuildHandler builds root's ./handler for the Functions Linux workers:
+// linux/amd64, static (CGO_ENABLED=0), without local paths (-trimpath),
+// whatever this machine is.
+func BuildHandler(root, out string) error {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", abs, "./handler")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./handler for linux/amd64: %v\n%s", err, out)
+	}
+	return nil
 }
 
 func run(root, handler, out, dir string, stdout io.Writer) error {

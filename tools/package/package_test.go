@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -71,11 +72,7 @@ func buildPackage(t *testing.T) (root string, zipBytes []byte) {
 		}
 		built.dir = dir
 		handler := filepath.Join(dir, "handler")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", handler, "./handler")
-		cmd.Dir = built.root
-		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		if built.err = BuildHandler(built.root, handler); built.err != nil {
 			return
 		}
 		for i, dst := range []*[]byte{&built.zip, &built.again} {
@@ -343,4 +340,71 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// .funcignore leaves exactly the package's files for func publish from the
+// repository root. The matcher reads the subset of gitignore syntax the
+// file uses: "name/" excludes directories of that name anywhere, other
+// lines are globs on a file's base name.
+func TestFuncignoreLeavesThePackage(t *testing.T) {
+	root, err := azuritetest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, ".funcignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs, globs []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "!") || strings.Contains(strings.TrimSuffix(line, "/"), "/"):
+			t.Fatalf(".funcignore: %q: this test reads only names and globs", line)
+		case strings.HasSuffix(line, "/"):
+			dirs = append(dirs, strings.TrimSuffix(line, "/"))
+		default:
+			globs = append(globs, line)
+		}
+	}
+	ignored := func(name string) bool {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, name); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var kept []string
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		// A symlink to a folder (node_modules, .tools in a worktree) counts
+		// as the folder.
+		dirLike := d.IsDir() || d.Type()&fs.ModeSymlink != 0
+		if dirLike && slices.Contains(dirs, d.Name()) || ignored(d.Name()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			kept = append(kept, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantEntries
+	if !slices.Contains(kept, "bin/handler") { // make build has not run here
+		want = slices.DeleteFunc(slices.Clone(want), func(s string) bool { return s == "bin/handler" })
+	}
+	slices.Sort(kept)
+	if !slices.Equal(kept, want) {
+		t.Errorf("func publish from the root would upload %q, want %q", kept, want)
+	}
 }
