@@ -13,6 +13,7 @@ help:
 	@echo "make test    gofmt, go vet, staticcheck, then every test with -race (starts its own Azurite)"
 	@echo "make bench   benchmarks"
 	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
+	@echo "make lint    gofmt, go vet, staticcheck, and every infra/*.bicep parsed (tree-sitter-bicep)"
 	@echo "make build   bin/handler, the binary host.json names (for this machine)"
 	@echo "make package dist/kvaudit.zip for Azure (linux/amd64, Event Grid blob trigger); prints its sha256"
 
@@ -32,11 +33,12 @@ $(AZURITE): package.json package-lock.json
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-lint: $(STATICCHECK)
+lint: $(STATICCHECK) $(AZURITE)
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tools/*')); \
 	  if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	node scripts/lint-bicep.js infra
 
 # KVAUDIT_REQUIRE_AZURITE turns a missing Azurite into a failure, not a skip.
 test: $(AZURITE) lint
