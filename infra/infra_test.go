@@ -374,3 +374,61 @@ func TestBicepLint(t *testing.T) {
 		t.Fatalf("a broken file passed the lint (%v):\n%s", err, out)
 	}
 }
+
+// The POSIX hook, run against a stand-in az that records its calls: the
+// first run creates the event subscription with the webhook of the
+// BlobTrigger and the system key, the second updates it (idempotent).
+func TestPostdeployHookIsIdempotent(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	azLog, state := filepath.Join(dir, "az.log"), filepath.Join(dir, "subscribed")
+	stub := `#!/bin/sh
+echo "az $*" >> "$AZ_LOG"
+case "$*" in
+"functionapp keys list"*) echo "sys-key_1==" ;;
+"eventgrid system-topic event-subscription show"*) [ -f "$AZ_STATE" ] || exit 3 ;;
+"eventgrid system-topic event-subscription create"*) : > "$AZ_STATE" ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "az"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		t.Helper()
+		cmd := exec.Command(sh, "hooks/postdeploy.sh")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(),
+			"PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"AZ_LOG="+azLog, "AZ_STATE="+state,
+			"AZURE_RESOURCE_GROUP=rg-app", "AZURE_FUNCTION_APP_NAME=func-kvaudit-x",
+			"AZURE_FUNCTION_APP_HOSTNAME=func-kvaudit-x.azurewebsites.net",
+			"EVENTGRID_SYSTEM_TOPIC_NAME=evgt-x", "EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP=rg-logs",
+		)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("postdeploy.sh: %v\n%s", err, out)
+		}
+		b, _ := os.ReadFile(azLog)
+		_ = os.Remove(azLog)
+		return string(b)
+	}
+	endpoint := "--endpoint https://func-kvaudit-x.azurewebsites.net/runtime/webhooks/blobs?functionName=Host.Functions.BlobTrigger&code=sys-key_1== "
+	subject := "--subject-begins-with /blobServices/default/containers/" + defaultContainer(t) + "/blobs/ "
+	first := run()
+	for _, want := range []string{
+		"az functionapp keys list --resource-group rg-app --name func-kvaudit-x --query systemKeys.blobs_extension",
+		"az eventgrid system-topic event-subscription create --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-blobtrigger --endpoint-type webhook " + endpoint,
+		"--included-event-types Microsoft.Storage.BlobCreated " + subject,
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first run lacks %q:\n%s", want, first)
+		}
+	}
+	second := run()
+	if strings.Contains(second, "event-subscription create") || !strings.Contains(second, "event-subscription update --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-blobtrigger "+endpoint) {
+		t.Errorf("second run did not update the subscription:\n%s", second)
+	}
+}
