@@ -408,3 +408,31 @@ func TestFuncignoreLeavesThePackage(t *testing.T) {
 		t.Errorf("func publish from the root would upload %q, want %q", kept, want)
 	}
 }
+
+// dist/kvaudit (for func publish) holds the zip's files with the zip's
+// modes, whatever the umask.
+func TestWriteDirKeepsModes(t *testing.T) {
+	files := []File{
+		{Name: "bin/handler", Mode: 0o755, Data: []byte("\x7fELF")},
+		{Name: "host.json", Mode: 0o644, Data: []byte("{}")},
+	}
+	dir := filepath.Join(t.TempDir(), "kvaudit")
+	if err := os.MkdirAll(filepath.Join(dir, "stale"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteDir(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stale")); !os.IsNotExist(err) {
+		t.Errorf("WriteDir kept what the folder held before: %v", err)
+	}
+	for _, f := range files {
+		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f.Name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if runtime.GOOS != "windows" && st.Mode().Perm() != f.Mode {
+			t.Errorf("%s: mode %v, want %v", f.Name, st.Mode().Perm(), f.Mode)
+		}
+	}
+}
