@@ -337,6 +337,11 @@ func TestAzdFiles(t *testing.T) {
 			t.Errorf("azure.yaml lacks %q", want)
 		}
 	}
+	// azd finds the app by the tag naming its service.
+	svc := regexp.MustCompile(`(?m)^services:\n  ([a-z0-9-]+):`).FindStringSubmatch(azure)
+	if svc == nil || !strings.Contains(src, "'azd-service-name': '"+svc[1]+"'") {
+		t.Errorf("azure.yaml's service %v is not the function app's azd-service-name tag", svc)
+	}
 	if !strings.Contains(makefile, "run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit") {
 		t.Error("make package does not write dist/kvaudit, which azure.yaml deploys")
 	}
