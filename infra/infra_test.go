@@ -437,3 +437,45 @@ esac
 		t.Errorf("second run did not update the subscription:\n%s", second)
 	}
 }
+
+// The settings the template sets are enough for kvaudit: internal/config
+// loads them without an error, both accounts by managed identity.
+func TestAppSettingsLoad(t *testing.T) {
+	env := map[string]string{}
+	for name, expr := range appSettings(t) {
+		switch {
+		case strings.HasPrefix(expr, "'") && strings.HasSuffix(expr, "'") && !strings.Contains(expr, "${"):
+			env[name] = strings.Trim(expr, "'")
+		case strings.HasSuffix(name, "ServiceUri"):
+			svc := strings.TrimSuffix(name[strings.LastIndex(name, "__")+2:], "ServiceUri")
+			env[name] = "https://account." + svc + ".core.windows.net"
+		case strings.HasSuffix(name, "__clientId"):
+			env[name] = "00000000-0000-0000-0000-000000000001"
+		case name == config.SettingRetentionDays:
+			env[name] = "90"
+		case name == config.SettingCatchUpSchedule:
+			env[name] = "0 */2 * * * *"
+		default:
+			env[name] = "from-bicep"
+		}
+	}
+	s, err := config.FromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("the template's settings do not load: %v", err)
+	}
+	for _, a := range []config.Account{s.Logs, s.Index} {
+		if !a.Identity || a.Credential != "managedidentity" || a.ClientID == "" {
+			t.Errorf("%s: not by user-assigned managed identity: %+v", a.Setting, a)
+		}
+	}
+	if s.Logs.BlobURL == "" || s.Logs.QueueURL == "" || s.Index.TableURL == "" {
+		t.Errorf("endpoints missing: logs %+v, index %+v", s.Logs, s.Index)
+	}
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	if u := config.UnknownAccountSettings(environ); len(u) > 0 {
+		t.Errorf("the handler would warn about %q", u)
+	}
+}
