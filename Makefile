@@ -10,7 +10,7 @@ AZURITE := node_modules/.bin/azurite
 
 help:
 	@echo "make run     Azurite + the handler, sample logs loaded, a query to try"
-	@echo "make test    gofmt, go vet, staticcheck, then every test with -race (starts its own Azurite)"
+	@echo "make test    make lint, then every test with -race (starts its own Azurite)"
 	@echo "make bench   benchmarks"
 	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
 	@echo "make lint    gofmt, go vet, staticcheck, and every infra/*.bicep parsed (tree-sitter-bicep)"
