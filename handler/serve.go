@@ -115,6 +115,10 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	log.Info("listening", slog.String("addr", ln.Addr().String()),
 		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer))
+	for _, name := range config.UnknownAccountSettings(os.Environ()) {
+		log.Warn("setting not read: not one of the identity-based suffixes Functions defines (names are case-sensitive here)",
+			slog.String("setting", name))
+	}
 
 	srv := &http.Server{
 		Handler:           a.routes(),
