@@ -221,7 +221,8 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 // pending is a record of the current chunk as counting needs it.
 type pending struct {
 	offset int64
-	bad    bool
+	bad    bool // malformed: skipped
+	own    bool // counted in a row of its own (ownCounts), not the blob's
 	tally  index.Tally
 }
 
@@ -257,6 +258,8 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		chunkBytes = 4 << 20
 	}
 
+	beside := countedBeside(cp.Blob)
+
 	var rejectedSoFar int64
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
@@ -278,12 +281,21 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		switch {
 		case err == nil:
 			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
+			pr := pending{offset: rec.Offset, tally: index.TallyOf(&rec)}
+			if !beside(pr.tally.Key) {
+				pr.own = true
+				own, err := ownCounts(cp.SourceID(), rec.Offset, pr.tally)
+				if err != nil {
+					return false, err
+				}
+				rows = append(rows, own...)
+			}
 			for _, r := range rows {
 				if err := w.Add(ctx, r); err != nil {
 					return false, err
 				}
 			}
-			chunk = append(chunk, pending{offset: rec.Offset, tally: index.TallyOf(&rec)})
+			chunk = append(chunk, pr)
 		case errors.As(err, &rerr):
 			chunk = append(chunk, pending{offset: rerr.Offset, bad: true})
 			if len(res.Bad) < in.maxReported() {
@@ -331,16 +343,17 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.touched = map[index.HourKey]bool{}
 		var recs, bad int64
 		for _, pr := range chunk {
-			if pr.offset < base.Offset {
-				continue
-			}
-			if pr.bad {
+			switch {
+			case pr.offset < base.Offset:
+			case pr.bad:
 				bad++
-				continue
+			default:
+				recs++
+				if !pr.own {
+					next.Counts.Add(pr.tally)
+					next.touched[pr.tally.Key] = true
+				}
 			}
-			recs++
-			next.Counts.Add(pr.tally)
-			next.touched[pr.tally.Key] = true
 		}
 		next.Offset, next.Format = end, format
 		next.Records += recs
@@ -375,6 +388,40 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		base = winner
 	}
 	return false, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", cp.Blob, maxRaces)
+}
+
+// countedBeside returns whether stats finds the counts of a record of key
+// in blob's own partition, beside its checkpoint: the blob's path names the
+// record's vault and an hour at most index.BlobHourMargin from the
+// record's.
+func countedBeside(blob string) func(index.HourKey) bool {
+	bp, ok := parse.ParseBlobPath(blob)
+	return func(k index.HourKey) bool {
+		if !ok || bp.Hour.IsZero() || bp.Vault != k.Vault {
+			return false
+		}
+		h, err := time.Parse(index.HourLayout, k.Hour)
+		if err != nil {
+			return false
+		}
+		d := h.Sub(bp.Hour)
+		return -index.BlobHourMargin <= d && d <= index.BlobHourMargin
+	}
+}
+
+// ownCounts is the counts row of one record that stats would not find
+// beside its blob's checkpoint (a blob path that is not Azure Monitor's
+// usual shape, a record of another vault, or one hours from its blob's
+// hour). It lives in the Blobs partition of the record's own vault and
+// hour, which stats reads for that hour, and its key is the record's
+// lineage and offset: written with the record's event rows, before the
+// checkpoint, it is as idempotent as they are, so it counts the record
+// exactly once however often the blob is read.
+func ownCounts(sourceID string, offset int64, t index.Tally) ([]index.Entity, error) {
+	c := &index.Counts{}
+	c.Add(t)
+	pk := index.EncodeKeyPart(t.Key.Vault) + "|" + t.Key.Hour
+	return index.CountsEntities(index.TableBlobs, pk, fmt.Sprintf("%s-%d", sourceID, offset), c)
 }
 
 func (in *Ingester) log() *slog.Logger {
