@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/funchost"
@@ -63,7 +64,7 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", name, tries, err)}})
 		return
 	}
-	logs := []string{summary(res.Blob, res.Skipped, res.From, res.To, res.Length, res.Records, res.BadRecords, res.Rejected, res.Elapsed.Milliseconds())}
+	logs := []string{summary(res)}
 	for _, b := range res.Bad {
 		logs = append(logs, fmt.Sprintf("bad record skipped: blob %s byte %d: %s", b.Blob, b.Offset, b.Reason))
 	}
@@ -72,16 +73,24 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("blob indexed",
 		slog.Int64("from", res.From), slog.Int64("to", res.To), slog.Int64("length", res.Length),
-		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("rejected", res.Rejected),
+		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("tooOld", res.TooOld), slog.Int64("rejected", res.Rejected),
 		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
 		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
 }
 
-func summary(blob, skipped string, from, to, length, records, bad, rejected, ms int64) string {
-	if skipped != "" {
-		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", blob, skipped, to, length)
+// summary is the first line of an invocation's Logs: what this call did.
+func summary(res ingest.Result) string {
+	if res.Skipped != "" && res.Commits == 0 {
+		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", res.Blob, res.Skipped, res.To, res.Length)
 	}
-	return fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
-		blob, records, from, to, length, ms, bad, rejected)
+	s := fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
+		res.Blob, res.Records, res.From, res.To, res.Length, res.Elapsed.Milliseconds(), res.BadRecords, res.Rejected)
+	if res.TooOld > 0 {
+		s += fmt.Sprintf("; %d records older than retention (before %s) not indexed", res.TooOld, res.RetentionCutoff.Format(time.DateOnly))
+	}
+	if res.Skipped != "" {
+		s += "; " + res.Skipped
+	}
+	return s
 }

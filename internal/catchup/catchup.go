@@ -61,9 +61,10 @@ type Report struct {
 	Indexed    int   // blobs that had new bytes and were read
 	Records    int64 // records indexed
 	BadRecords int64
-	Parked     int // blobs skipped after MaxTries failures, until they change
-	Failed     int // blobs whose ingest failed this run
-	Left       int // blobs not reached because the budget ran out
+	TooOld     int64 // records older than retention, not indexed
+	Parked     int   // blobs skipped after MaxTries failures, until they change
+	Failed     int   // blobs whose ingest failed this run
+	Left       int   // blobs not reached because the budget ran out
 	Errors     []string
 	Retention  *RetentionReport // when this run applied retention
 }
@@ -241,6 +242,7 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		}
 		rep.Records += res.Records
 		rep.BadRecords += res.BadRecords
+		rep.TooOld += res.TooOld
 		if progress != nil {
 			progress(b, res)
 		}
@@ -257,6 +259,9 @@ func (rep Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kvaudit catch-up: %d vaults, %d blobs listed, %d read, %d records indexed, %d bad records skipped",
 		rep.Vaults, rep.Listed, rep.Indexed, rep.Records, rep.BadRecords)
+	if rep.TooOld > 0 {
+		fmt.Fprintf(&b, ", %d records older than retention not indexed", rep.TooOld)
+	}
 	if rep.Parked > 0 {
 		fmt.Fprintf(&b, ", %d parked after repeated failures", rep.Parked)
 	}

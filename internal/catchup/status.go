@@ -16,6 +16,7 @@ type BlobStatus struct {
 	Lag        int64     `json:"lag"` // bytes not yet indexed (a cut last record counts)
 	Records    int64     `json:"records"`
 	BadRecords int64     `json:"badRecords"`
+	TooOld     int64     `json:"tooOld"` // records older than retention, not indexed
 	Tries      int       `json:"tries"`
 	Parked     bool      `json:"parked"`
 	LastError  string    `json:"lastError,omitempty"`
@@ -39,7 +40,7 @@ func (r *Runner) Status(ctx context.Context) ([]BlobStatus, error) {
 		}
 		st := BlobStatus{Blob: b.Name, Hour: b.Hour, Length: b.Length}
 		if cp.Exists() && cp.CreatedOn.Equal(b.CreatedOn) {
-			st.Offset, st.Records, st.BadRecords = cp.Offset, cp.Records, cp.BadRecords
+			st.Offset, st.Records, st.BadRecords, st.TooOld = cp.Offset, cp.Records, cp.BadRecords, cp.TooOld
 			st.UpdatedAt = cp.UpdatedAt
 		}
 		if cp.Exists() {

@@ -46,6 +46,34 @@ type Ingester struct {
 	// MaxReported bounds the bad records listed in a Result (default 20);
 	// all are counted and logged.
 	MaxReported int
+	// RetentionDays, when above 0, is the index's retention (the setting
+	// RetentionDays): a record older than RetentionCutoff would be deleted
+	// by the next retention run, so it is not indexed but counted
+	// (Result.TooOld, Checkpoint.TooOld). Zero indexes every record, for
+	// tests of old fixtures and tools that want them all.
+	RetentionDays int
+	// Now is the clock of the retention cutoff (default time.Now).
+	Now func() time.Time
+}
+
+// RetentionCutoff is the oldest record time an index with days of
+// retention keeps at now: midnight UTC, days before today. Retention
+// deletes the rows of records before it (whole days) and ingest does not
+// index them, so the two agree to the 100 ns.
+func RetentionCutoff(now time.Time, days int) time.Time {
+	return now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+}
+
+// cutoff is the Ingester's retention cutoff now; zero when it keeps all.
+func (in *Ingester) cutoff() time.Time {
+	if in.RetentionDays <= 0 {
+		return time.Time{}
+	}
+	now := time.Now
+	if in.Now != nil {
+		now = in.Now
+	}
+	return RetentionCutoff(now(), in.RetentionDays)
 }
 
 // Result says what one IngestBlob call did.
@@ -56,12 +84,15 @@ type Result struct {
 	Records    int64 // records indexed by this call
 	BadRecords int64 // malformed records skipped by this call
 	Bad        []parse.RecordError
-	Rejected   int64 // rows the service refused
-	Entities   int64 // rows written (upserted), counts rows excluded
-	Commits    int   // checkpoints written
-	Races      int   // commits lost to another writer and reconciled
-	Skipped    string
-	Elapsed    time.Duration
+	TooOld     int64 // records older than the retention cutoff, not indexed
+	// RetentionCutoff is the oldest record time indexed (zero: no limit).
+	RetentionCutoff time.Time
+	Rejected        int64 // rows the service refused
+	Entities        int64 // rows written (upserted), counts rows excluded
+	Commits         int   // checkpoints written
+	Races           int   // commits lost to another writer and reconciled
+	Skipped         string
+	Elapsed         time.Duration
 }
 
 const maxRaces = 16
@@ -102,6 +133,7 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error)
 func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res Result, err error) {
 	start := time.Now()
 	res.Blob = name
+	res.RetentionCutoff = in.cutoff()
 	defer func() { res.Elapsed = time.Since(start) }()
 
 	if err := in.Tables.Ensure(ctx); err != nil {
@@ -212,7 +244,7 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
-	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
+	cp.Records, cp.BadRecords, cp.Rejected, cp.TooOld = 0, 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
 	return rebuild
@@ -222,6 +254,7 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 type pending struct {
 	offset int64
 	bad    bool // malformed: skipped
+	old    bool // older than the retention cutoff: not indexed
 	own    bool // counted in a row of its own (ownCounts), not the blob's
 	tally  index.Tally
 }
@@ -258,6 +291,7 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		chunkBytes = 4 << 20
 	}
 
+	cutoff := res.RetentionCutoff
 	beside := countedBeside(cp.Blob)
 
 	var rejectedSoFar int64
@@ -279,6 +313,9 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		err := p.Next(&rec)
 		var rerr *parse.RecordError
 		switch {
+		case err == nil && rec.Time.Before(cutoff):
+			// Retention would delete it at its next run.
+			chunk = append(chunk, pending{offset: rec.Offset, old: true})
 		case err == nil:
 			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
 			pr := pending{offset: rec.Offset, tally: index.TallyOf(&rec)}
@@ -341,12 +378,14 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.Counts = base.Counts.Clone()
 		next.staleCounts = cp.staleCounts
 		next.touched = map[index.HourKey]bool{}
-		var recs, bad int64
+		var recs, bad, old int64
 		for _, pr := range chunk {
 			switch {
 			case pr.offset < base.Offset:
 			case pr.bad:
 				bad++
+			case pr.old:
+				old++
 			default:
 				recs++
 				if !pr.own {
@@ -358,6 +397,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.Offset, next.Format = end, format
 		next.Records += recs
 		next.BadRecords += bad
+		next.TooOld += old
 		next.Rejected = base.Rejected + rejected
 		next.Tries, next.LastError = 0, ""
 		if final {
@@ -369,6 +409,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 			res.To = end
 			res.Records += recs
 			res.BadRecords += bad
+			res.TooOld += old
 			res.Commits++
 			return true, nil
 		}
