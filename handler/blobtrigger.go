@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 )
@@ -44,7 +45,10 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
 	log = log.With(slog.String("blob", name))
 
-	res, err := a.ingester.IngestBlob(r.Context(), name)
+	// Stop at a checkpoint well inside the host's functionTimeout: past
+	// it the host cancels, retries and after five deliveries poisons the
+	// blob. The rest is CatchUp's (the blob is listed as unfinished).
+	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: time.Now().Add(a.settings.BlobTriggerBudget)})
 	if err != nil {
 		if azstore.IsTransient(err) || r.Context().Err() != nil {
 			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
@@ -89,7 +93,11 @@ func summary(res ingest.Result) string {
 	if res.TooOld > 0 {
 		s += fmt.Sprintf("; %d records older than retention (before %s) not indexed", res.TooOld, res.RetentionCutoff.Format(time.DateOnly))
 	}
-	if res.Skipped != "" {
+	switch res.Skipped {
+	case "":
+	case ingest.SkippedBudget:
+		s += fmt.Sprintf("; %s (%s), the rest is continued by CatchUp", res.Skipped, config.SettingTriggerBudget)
+	default:
 		s += "; " + res.Skipped
 	}
 	return s

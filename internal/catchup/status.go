@@ -23,14 +23,19 @@ type BlobStatus struct {
 	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
 }
 
-// Status lists the blobs of the recent hours of every known vault with
-// their checkpoints; a blob never indexed shows offset 0. It reads, never
-// writes.
+// Status lists the blobs of the recent hours of every known vault, and
+// the blobs of any hour with work left, with their checkpoints; a blob
+// never indexed shows offset 0. It reads, never writes.
 func (r *Runner) Status(ctx context.Context) ([]BlobStatus, error) {
 	_, blobs, err := r.recentBlobs(ctx, false)
 	if err != nil {
 		return nil, err
 	}
+	_, more, err := r.unfinishedBlobs(ctx, blobs, false)
+	if err != nil {
+		return nil, err
+	}
+	blobs = append(blobs, more...)
 	maxTries := orDefault(r.MaxTries, 5)
 	out := make([]BlobStatus, 0, len(blobs))
 	for _, b := range blobs {

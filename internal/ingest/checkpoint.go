@@ -371,11 +371,15 @@ func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 }
 
 // RecordFailure counts one more failed attempt at blob name and keeps the
-// error, so that a blob that keeps failing can be parked until it changes.
-// It touches only Tries, LastError and BlobETag, with If-Match: when
-// another writer moved the checkpoint meanwhile, nothing is written and the
-// returned tries is 0.
+// error, so that a blob that keeps failing can be parked until it changes,
+// and lists the blob as unfinished, so that CatchUp tries it again
+// whatever its hour. It touches only Tries, LastError and BlobETag, with
+// If-Match: when another writer moved the checkpoint meanwhile, nothing is
+// written and the returned tries is 0.
 func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
+	if err := MarkUnfinished(ctx, t, name, "failed: "+cause.Error()); err != nil {
+		return 0, err
+	}
 	cp, err := ReadCheckpoint(ctx, t, name)
 	if err != nil {
 		return 0, err

@@ -109,7 +109,9 @@ type Options struct {
 	// then reads up to that length without asking again.
 	Blob *BlobInfo
 	// StopBy, when set, ends the call at the first checkpoint after it, so
-	// a timer run stops cleanly inside its time limit.
+	// an invocation stops cleanly inside its time limit. A call that stops
+	// so lists the blob as unfinished (MarkUnfinished): CatchUp goes on
+	// with it whatever its hour.
 	StopBy time.Time
 }
 
@@ -211,6 +213,11 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
 		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
+		if err == nil && res.Skipped == SkippedBudget {
+			// After the checkpoint: a crash in between leaves the blob to
+			// the next delivery, or to CatchUp's recent hours.
+			err = MarkUnfinished(ctx, in.Tables, name, SkippedBudget)
+		}
 		if err != nil || done {
 			return res, err
 		}
