@@ -25,6 +25,9 @@ const maxMetadata = 1 << 20
 // invocation or a failure no retry can fix is reported in Logs with 200,
 // and the last is recorded for CatchUp.
 func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
+	// The budget counts from the request: skipping the blob content the
+	// host embeds takes time too.
+	stopBy := time.Now().Add(a.settings.BlobTriggerBudget)
 	invocationID := r.Header.Get("X-Azure-Functions-InvocationId")
 	log := a.log.With(slog.String("invocation", invocationID), slog.String("function", "BlobTrigger"))
 
@@ -48,7 +51,7 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	// Stop at a checkpoint well inside the host's functionTimeout: past
 	// it the host cancels, retries and after five deliveries poisons the
 	// blob. The rest is CatchUp's (the blob is listed as unfinished).
-	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: time.Now().Add(a.settings.BlobTriggerBudget)})
+	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: stopBy})
 	if err != nil {
 		if azstore.IsTransient(err) || r.Context().Err() != nil {
 			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
