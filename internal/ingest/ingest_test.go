@@ -377,3 +377,38 @@ func TestManyDistinctKeysStillCommit(t *testing.T) {
 		}
 	}
 }
+
+// Records older than the retention cutoff are counted, not indexed, once
+// per lineage however often the blob is read; the cutoff is retention's,
+// midnight UTC RetentionDays ago, to the 100 ns.
+func TestRecordsOlderThanRetentionCountedNotIndexed(t *testing.T) {
+	e := ingesttest.New(t)
+	clock := time.Date(2026, 11, 20, 10, 30, 0, 0, time.UTC)
+	e.Ingester.RetentionDays = 30
+	e.Ingester.Now = func() time.Time { return clock }
+	cutoff := ingest.RetentionCutoff(clock, 30)
+	if want := time.Date(2026, 10, 21, 0, 0, 0, 0, time.UTC); !cutoff.Equal(want) {
+		t.Fatalf("cutoff %s, want %s", cutoff, want)
+	}
+	name := ingesttest.BlobName("vault1", hour)
+	var data []byte
+	for i, at := range []time.Time{cutoff.Add(-100 * time.Nanosecond), cutoff, cutoff.AddDate(-1, 0, 0), hour, hour.Add(time.Minute)} {
+		data = append(data, ingesttest.Record("vault1", at, i)...)
+	}
+	e.Append(name, true, data)
+	res := e.Ingest(name)
+	if res.Records != 3 || res.TooOld != 2 || !res.RetentionCutoff.Equal(cutoff) {
+		t.Fatalf("result %+v, want 3 records and 2 too old", res)
+	}
+	if got := e.CountEvents(); len(got) != 3 || got["c-000000"] != 0 || got["c-000002"] != 0 {
+		t.Fatalf("events %v, want c-000001, c-000003 and c-000004", got)
+	}
+	// Read again from 0: the checkpoint still says 2, not 4.
+	if _, err := e.Tables.Client(index.TableBlobs).DeleteEntity(context.Background(), ingest.BlobPartition(name), ingest.CheckpointRowKey(name), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Ingest(name)
+	if cp := checkpoint(e, name); cp.TooOld != 2 || cp.Records != 3 {
+		t.Fatalf("checkpoint too old %d records %d, want 2 and 3", cp.TooOld, cp.Records)
+	}
+}
