@@ -444,17 +444,13 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 // record's.
 func countedBeside(blob string) func(index.HourKey) bool {
 	bp, ok := parse.ParseBlobPath(blob)
-	return func(k index.HourKey) bool {
-		if !ok || bp.Hour.IsZero() || bp.Vault != k.Vault {
-			return false
+	hours := map[string]bool{}
+	if ok && !bp.Hour.IsZero() {
+		for d := -index.BlobHourMargin; d <= index.BlobHourMargin; d += time.Hour {
+			hours[bp.Hour.Add(d).Format(index.HourLayout)] = true
 		}
-		h, err := time.Parse(index.HourLayout, k.Hour)
-		if err != nil {
-			return false
-		}
-		d := h.Sub(bp.Hour)
-		return -index.BlobHourMargin <= d && d <= index.BlobHourMargin
 	}
+	return func(k index.HourKey) bool { return hours[k.Hour] && k.Vault == bp.Vault }
 }
 
 // ownCounts is the counts row of one record that stats would not find
