@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 )
@@ -24,6 +26,9 @@ const maxMetadata = 1 << 20
 // invocation or a failure no retry can fix is reported in Logs with 200,
 // and the last is recorded for CatchUp.
 func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
+	// The budget counts from the request: skipping the blob content the
+	// host embeds takes time too.
+	stopBy := time.Now().Add(a.settings.BlobTriggerBudget)
 	invocationID := r.Header.Get("X-Azure-Functions-InvocationId")
 	log := a.log.With(slog.String("invocation", invocationID), slog.String("function", "BlobTrigger"))
 
@@ -44,7 +49,10 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
 	log = log.With(slog.String("blob", name))
 
-	res, err := a.ingester.IngestBlob(r.Context(), name)
+	// Stop at a checkpoint well inside the host's functionTimeout: past
+	// it the host cancels, retries and after five deliveries poisons the
+	// blob. The rest is CatchUp's (the blob is listed as unfinished).
+	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: stopBy})
 	if err != nil {
 		if azstore.IsTransient(err) || r.Context().Err() != nil {
 			// Storage down, throttling, or refusing our identity: nothing is
@@ -67,7 +75,7 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", name, tries, err)}})
 		return
 	}
-	logs := []string{summary(res.Blob, res.Skipped, res.From, res.To, res.Length, res.Records, res.BadRecords, res.Rejected, res.Elapsed.Milliseconds())}
+	logs := []string{summary(res)}
 	for _, b := range res.Bad {
 		logs = append(logs, fmt.Sprintf("bad record skipped: blob %s byte %d: %s", b.Blob, b.Offset, b.Reason))
 	}
@@ -76,7 +84,7 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("blob indexed",
 		slog.Int64("from", res.From), slog.Int64("to", res.To), slog.Int64("length", res.Length),
-		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("rejected", res.Rejected),
+		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("tooOld", res.TooOld), slog.Int64("rejected", res.Rejected),
 		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
 		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
@@ -91,10 +99,22 @@ func unavailable(err error) string {
 	return "storage unavailable"
 }
 
-func summary(blob, skipped string, from, to, length, records, bad, rejected, ms int64) string {
-	if skipped != "" {
-		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", blob, skipped, to, length)
+// summary is the first line of an invocation's Logs: what this call did.
+func summary(res ingest.Result) string {
+	if res.Skipped != "" && res.Commits == 0 {
+		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", res.Blob, res.Skipped, res.To, res.Length)
 	}
-	return fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
-		blob, records, from, to, length, ms, bad, rejected)
+	s := fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
+		res.Blob, res.Records, res.From, res.To, res.Length, res.Elapsed.Milliseconds(), res.BadRecords, res.Rejected)
+	if res.TooOld > 0 {
+		s += fmt.Sprintf("; %d records older than retention (before %s) not indexed", res.TooOld, res.RetentionCutoff.Format(time.DateOnly))
+	}
+	switch res.Skipped {
+	case "":
+	case ingest.SkippedBudget:
+		s += fmt.Sprintf("; %s (%s), the rest is continued by CatchUp", res.Skipped, config.SettingTriggerBudget)
+	default:
+		s += "; " + res.Skipped
+	}
+	return s
 }

@@ -75,7 +75,8 @@ var (
 func fixtureApp(t *testing.T) *testApp {
 	t.Helper()
 	apiOnce.Do(func() {
-		ta := newTestApp(t, nil)
+		// The real samples are of 2016 and 2024: keep them all.
+		ta := newTestApp(t, keepSamples)
 		apiKV1 = ta.loadAPIFixture()
 		apiApp = ta
 	})

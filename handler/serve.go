@@ -50,6 +50,8 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 			Tables:      tables,
 			Log:         log,
 			Concurrency: s.IngestConcurrency,
+			// What retention would delete is not indexed.
+			RetentionDays: s.RetentionDays,
 		},
 	}
 	a.catchup = &catchup.Runner{

@@ -43,6 +43,7 @@ const (
 	SettingMaxBlobTries    = "MaxBlobTries"
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
+	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
 )
 
 // AccountSettings are the settings that name a storage account: each is a
@@ -148,6 +149,12 @@ type Settings struct {
 	MaxBlobTries      int           // failures before a blob is parked, default 5
 	CatchUpSchedule   string        // NCRONTAB, default every 2 minutes
 	CatchUpBudget     time.Duration // a timer run stops at a checkpoint after this, default 4 min
+	// BlobTriggerBudget: a BlobTrigger invocation stops at a checkpoint
+	// after this and leaves the rest to CatchUp, default 5 min: half of
+	// host.json's functionTimeout (10 min), leaving the other half for the
+	// 4 MiB chunk in flight when it runs out (seconds, more under
+	// throttling retries) and the host's own work.
+	BlobTriggerBudget time.Duration
 	APIKey            string        // required on /api/ when standalone and non-loopback
 	LogLevel          slog.Level    // default info
 	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
@@ -221,12 +228,14 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		MaxBlobTries:      5,
 		CatchUpSchedule:   "0 */2 * * * *",
 		CatchUpBudget:     4 * time.Minute,
+		BlobTriggerBudget: 5 * time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
 	}
 	var errs []error
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
+	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -264,6 +273,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingRetentionDays, &s.RetentionDays, 1, 36600},
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
 		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
+		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -278,6 +288,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		*in.dst = n
 	}
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
+	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
 		s.CatchUpSchedule = v
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func lookup(m map[string]string) func(string) (string, bool) {
@@ -34,7 +35,7 @@ func TestFromLookup(t *testing.T) {
 				if s.Index != s.Logs {
 					t.Errorf("index account should default to the logs account")
 				}
-				if s.LogsContainer != "insights-logs-auditevent" || s.TablePrefix != "kvaudit" || s.IngestConcurrency != 8 || s.QueryMaxDays != 31 {
+				if s.LogsContainer != "insights-logs-auditevent" || s.TablePrefix != "kvaudit" || s.IngestConcurrency != 8 || s.QueryMaxDays != 31 || s.BlobTriggerBudget != 5*time.Minute {
 					t.Errorf("defaults not applied: %+v", s)
 				}
 			},
@@ -84,6 +85,20 @@ func TestFromLookup(t *testing.T) {
 			name:    "every bad setting named at once",
 			env:     map[string]string{SettingLogsStorage: "AccountName=x", SettingCustomPort: "http", SettingQueryMaxDays: "0", SettingTablePrefix: "1bad"},
 			wantErr: []string{"AuditLogsStorage: connection string: no AccountKey", "FUNCTIONS_CUSTOMHANDLER_PORT=\"http\"", "QueryMaxDays=\"0\"", "AuditIndexTablePrefix=\"1bad\""},
+		},
+		{
+			name: "BlobTrigger time budget",
+			env:  map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTriggerBudget: "90"},
+			check: func(t *testing.T, s *Settings) {
+				if s.BlobTriggerBudget != 90*time.Second {
+					t.Errorf("BlobTriggerBudget = %v, want 90s", s.BlobTriggerBudget)
+				}
+			},
+		},
+		{
+			name:    "BlobTrigger time budget out of range",
+			env:     map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTriggerBudget: "4"},
+			wantErr: []string{"BlobTriggerBudgetSeconds=\"4\": want a whole number from 5 to 3600"},
 		},
 		{
 			name:    "malformed connection string",

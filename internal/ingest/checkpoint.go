@@ -31,6 +31,7 @@ type Checkpoint struct {
 	CreatedOn  time.Time    // blob creation time: a new one means a new blob
 	Records    int64        // records indexed in this lineage
 	BadRecords int64        // records skipped as malformed
+	TooOld     int64        // records older than the retention cutoff, not indexed
 	Rejected   int64        // rows the service refused (skipped)
 	Tries      int          // consecutive failed attempts
 	LastError  string
@@ -213,6 +214,8 @@ type checkpointRow struct {
 	RecordsType  string `json:"Records@odata.type,omitempty"`
 	BadRecords   int64  `json:"BadRecords,string"`
 	BadType      string `json:"BadRecords@odata.type,omitempty"`
+	TooOld       int64  `json:"TooOld,string"`
+	TooOldType   string `json:"TooOld@odata.type,omitempty"`
 	Rejected     int64  `json:"Rejected"`
 	Tries        int    `json:"Tries"`
 	LastError    string `json:"LastError"`
@@ -235,6 +238,7 @@ func newCheckpointRow(pk, rk string, cp *Checkpoint) checkpointRow {
 		CreatedOn: cp.CreatedOn.UTC().Format(time.RFC3339Nano),
 		Records:   cp.Records, RecordsType: edmInt64,
 		BadRecords: cp.BadRecords, BadType: edmInt64,
+		TooOld: cp.TooOld, TooOldType: edmInt64,
 		Rejected:  cp.Rejected,
 		Tries:     cp.Tries,
 		LastError: errText,
@@ -251,6 +255,7 @@ func (r checkpointRow) into(cp *Checkpoint) {
 	cp.CreatedOn, _ = time.Parse(time.RFC3339Nano, r.CreatedOn)
 	cp.Records = r.Records
 	cp.BadRecords = r.BadRecords
+	cp.TooOld = r.TooOld
 	cp.Rejected = r.Rejected
 	cp.Tries = r.Tries
 	cp.LastError = r.LastError
@@ -366,11 +371,15 @@ func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 }
 
 // RecordFailure counts one more failed attempt at blob name and keeps the
-// error, so that a blob that keeps failing can be parked until it changes.
-// It touches only Tries, LastError and BlobETag, with If-Match: when
-// another writer moved the checkpoint meanwhile, nothing is written and the
-// returned tries is 0.
+// error, so that a blob that keeps failing can be parked until it changes,
+// and lists the blob as unfinished, so that CatchUp tries it again
+// whatever its hour. It touches only Tries, LastError and BlobETag, with
+// If-Match: when another writer moved the checkpoint meanwhile, nothing is
+// written and the returned tries is 0.
 func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
+	if err := MarkUnfinished(ctx, t, name, "failed: "+cause.Error()); err != nil {
+		return 0, err
+	}
 	cp, err := ReadCheckpoint(ctx, t, name)
 	if err != nil {
 		return 0, err

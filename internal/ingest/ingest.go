@@ -46,6 +46,34 @@ type Ingester struct {
 	// MaxReported bounds the bad records listed in a Result (default 20);
 	// all are counted and logged.
 	MaxReported int
+	// RetentionDays, when above 0, is the index's retention (the setting
+	// RetentionDays): a record older than RetentionCutoff would be deleted
+	// by the next retention run, so it is not indexed but counted
+	// (Result.TooOld, Checkpoint.TooOld). Zero indexes every record, for
+	// tests of old fixtures and tools that want them all.
+	RetentionDays int
+	// Now is the clock of the retention cutoff (default time.Now).
+	Now func() time.Time
+}
+
+// RetentionCutoff is the oldest record time an index with days of
+// retention keeps at now: midnight UTC, days before today. Retention
+// deletes the rows of records before it (whole days) and ingest does not
+// index them, so the two agree to the 100 ns.
+func RetentionCutoff(now time.Time, days int) time.Time {
+	return now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+}
+
+// cutoff is the Ingester's retention cutoff now; zero when it keeps all.
+func (in *Ingester) cutoff() time.Time {
+	if in.RetentionDays <= 0 {
+		return time.Time{}
+	}
+	now := time.Now
+	if in.Now != nil {
+		now = in.Now
+	}
+	return RetentionCutoff(now(), in.RetentionDays)
 }
 
 // Result says what one IngestBlob call did.
@@ -56,12 +84,15 @@ type Result struct {
 	Records    int64 // records indexed by this call
 	BadRecords int64 // malformed records skipped by this call
 	Bad        []parse.RecordError
-	Rejected   int64 // rows the service refused
-	Entities   int64 // rows written (upserted), counts rows excluded
-	Commits    int   // checkpoints written
-	Races      int   // commits lost to another writer and reconciled
-	Skipped    string
-	Elapsed    time.Duration
+	TooOld     int64 // records older than the retention cutoff, not indexed
+	// RetentionCutoff is the oldest record time indexed (zero: no limit).
+	RetentionCutoff time.Time
+	Rejected        int64 // rows the service refused
+	Entities        int64 // rows written (upserted), counts rows excluded
+	Commits         int   // checkpoints written
+	Races           int   // commits lost to another writer and reconciled
+	Skipped         string
+	Elapsed         time.Duration
 }
 
 const maxRaces = 16
@@ -78,7 +109,9 @@ type Options struct {
 	// then reads up to that length without asking again.
 	Blob *BlobInfo
 	// StopBy, when set, ends the call at the first checkpoint after it, so
-	// a timer run stops cleanly inside its time limit.
+	// an invocation stops cleanly inside its time limit. A call that stops
+	// so lists the blob as unfinished (MarkUnfinished): CatchUp goes on
+	// with it whatever its hour.
 	StopBy time.Time
 }
 
@@ -102,6 +135,7 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error)
 func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res Result, err error) {
 	start := time.Now()
 	res.Blob = name
+	res.RetentionCutoff = in.cutoff()
 	defer func() { res.Elapsed = time.Since(start) }()
 
 	if err := in.Tables.Ensure(ctx); err != nil {
@@ -179,6 +213,11 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
 		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
+		if err == nil && res.Skipped == SkippedBudget {
+			// After the checkpoint: a crash in between leaves the blob to
+			// the next delivery, or to CatchUp's recent hours.
+			err = MarkUnfinished(ctx, in.Tables, name, SkippedBudget)
+		}
 		if err != nil || done {
 			return res, err
 		}
@@ -212,7 +251,7 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
-	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
+	cp.Records, cp.BadRecords, cp.Rejected, cp.TooOld = 0, 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
 	return rebuild
@@ -221,7 +260,9 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 // pending is a record of the current chunk as counting needs it.
 type pending struct {
 	offset int64
-	bad    bool
+	bad    bool // malformed: skipped
+	old    bool // older than the retention cutoff: not indexed
+	own    bool // counted in a row of its own (ownCounts), not the blob's
 	tally  index.Tally
 }
 
@@ -257,6 +298,9 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		chunkBytes = 4 << 20
 	}
 
+	cutoff := res.RetentionCutoff
+	beside := countedBeside(cp.Blob)
+
 	var rejectedSoFar int64
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
@@ -276,14 +320,26 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		err := p.Next(&rec)
 		var rerr *parse.RecordError
 		switch {
+		case err == nil && rec.Time.Before(cutoff):
+			// Retention would delete it at its next run.
+			chunk = append(chunk, pending{offset: rec.Offset, old: true})
 		case err == nil:
 			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
+			pr := pending{offset: rec.Offset, tally: index.TallyOf(&rec)}
+			if !beside(pr.tally.Key) {
+				pr.own = true
+				own, err := ownCounts(cp.SourceID(), rec.Offset, pr.tally)
+				if err != nil {
+					return false, err
+				}
+				rows = append(rows, own...)
+			}
 			for _, r := range rows {
 				if err := w.Add(ctx, r); err != nil {
 					return false, err
 				}
 			}
-			chunk = append(chunk, pending{offset: rec.Offset, tally: index.TallyOf(&rec)})
+			chunk = append(chunk, pr)
 		case errors.As(err, &rerr):
 			chunk = append(chunk, pending{offset: rerr.Offset, bad: true})
 			if len(res.Bad) < in.maxReported() {
@@ -329,22 +385,26 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.Counts = base.Counts.Clone()
 		next.staleCounts = cp.staleCounts
 		next.touched = map[index.HourKey]bool{}
-		var recs, bad int64
+		var recs, bad, old int64
 		for _, pr := range chunk {
-			if pr.offset < base.Offset {
-				continue
-			}
-			if pr.bad {
+			switch {
+			case pr.offset < base.Offset:
+			case pr.bad:
 				bad++
-				continue
+			case pr.old:
+				old++
+			default:
+				recs++
+				if !pr.own {
+					next.Counts.Add(pr.tally)
+					next.touched[pr.tally.Key] = true
+				}
 			}
-			recs++
-			next.Counts.Add(pr.tally)
-			next.touched[pr.tally.Key] = true
 		}
 		next.Offset, next.Format = end, format
 		next.Records += recs
 		next.BadRecords += bad
+		next.TooOld += old
 		next.Rejected = base.Rejected + rejected
 		next.Tries, next.LastError = 0, ""
 		if final {
@@ -356,6 +416,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 			res.To = end
 			res.Records += recs
 			res.BadRecords += bad
+			res.TooOld += old
 			res.Commits++
 			return true, nil
 		}
@@ -375,6 +436,36 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		base = winner
 	}
 	return false, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", cp.Blob, maxRaces)
+}
+
+// countedBeside returns whether stats finds the counts of a record of key
+// in blob's own partition, beside its checkpoint: the blob's path names the
+// record's vault and an hour at most index.BlobHourMargin from the
+// record's.
+func countedBeside(blob string) func(index.HourKey) bool {
+	bp, ok := parse.ParseBlobPath(blob)
+	hours := map[string]bool{}
+	if ok && !bp.Hour.IsZero() {
+		for d := -index.BlobHourMargin; d <= index.BlobHourMargin; d += time.Hour {
+			hours[bp.Hour.Add(d).Format(index.HourLayout)] = true
+		}
+	}
+	return func(k index.HourKey) bool { return hours[k.Hour] && k.Vault == bp.Vault }
+}
+
+// ownCounts is the counts row of one record that stats would not find
+// beside its blob's checkpoint (a blob path that is not Azure Monitor's
+// usual shape, a record of another vault, or one hours from its blob's
+// hour). It lives in the Blobs partition of the record's own vault and
+// hour, which stats reads for that hour, and its key is the record's
+// lineage and offset: written with the record's event rows, before the
+// checkpoint, it is as idempotent as they are, so it counts the record
+// exactly once however often the blob is read.
+func ownCounts(sourceID string, offset int64, t index.Tally) ([]index.Entity, error) {
+	c := &index.Counts{}
+	c.Add(t)
+	pk := index.EncodeKeyPart(t.Key.Vault) + "|" + t.Key.Hour
+	return index.CountsEntities(index.TableBlobs, pk, fmt.Sprintf("%s-%d", sourceID, offset), c)
 }
 
 func (in *Ingester) log() *slog.Logger {
