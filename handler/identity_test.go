@@ -265,6 +265,7 @@ func (r *identityRig) start(t *testing.T, id, logsID, indexID, endpoint string, 
 		config.SettingLogsContainer + "=" + h.container,
 		config.SettingTablePrefix + "=" + h.prefix,
 		config.SettingCustomPort + "=" + strconv.Itoa(port),
+		config.SettingRetentionDays + "=36600", // the samples are from 2024
 		"IDENTITY_ENDPOINT=" + endpoint,
 		"IDENTITY_HEADER=" + r.idp.Secret,
 		"SSL_CERT_FILE=" + r.az.CertFile, // the only root the handler trusts

@@ -86,6 +86,7 @@ func Names() []string {
 		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
+		SettingTriggerBudget,
 	}
 	for _, a := range AccountSettings {
 		names = append(names, a)
