@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
@@ -33,6 +34,9 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		}
 		tok = t
 	}
+	if err := q.checkLayout(ctx); err != nil {
+		return "", err
+	}
 	p := newPlan(eq.Selector, eq.Filter, w)
 	day, after, pos := 0, "", srvPos{}
 	if tok != nil {
@@ -47,8 +51,12 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		return (&token{V: tokenVersion, Q: p.fingerprint, F: w.From.UnixNano(), T: w.To.UnixNano(),
 			D: p.days[day], A: after, NP: pos.pk, NR: pos.rk}).encode()
 	}
+	if p.kind != "" {
+		return q.eventsFromPostings(ctx, eq, p, day, after, emit, func(day int, after string) string { return cont(day, after, srvPos{}) })
+	}
 	start := time.Now()
 	var (
+		d       parse.Decoder
 		r       row
 		rec     parse.Record
 		emitted int
@@ -70,10 +78,9 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 			if err := decodeRow(e, &r); err != nil {
 				return "", err
 			}
-			if !p.matches(&r) {
-				continue
+			if err := r.record(&d, &rec); err != nil {
+				return "", err
 			}
-			r.record(&rec)
 			if err := emit(&rec); err != nil {
 				return "", err
 			}
@@ -94,6 +101,69 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 			continue
 		}
 		pos = next
+	}
+	return "", nil
+}
+
+// eventsFromPostings is Events for a caller, object or IP: per day, the
+// key's matching entries, newest first, after the token's RowKey; the
+// page's Events rows are read by point reads, concurrently, and emitted in
+// order.
+func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string,
+	emit func(*parse.Record) error, cont func(day int, after string) string) (string, error) {
+	start := time.Now()
+	var (
+		d       parse.Decoder
+		rec     parse.Record
+		emitted int
+	)
+	for pages := 0; day < len(p.days); pages++ {
+		if pages >= q.maxPages() || pages > 0 && time.Since(start) >= q.maxDuration() {
+			return cont(day, after), nil
+		}
+		ps, err := q.dayEntries(ctx, p, p.days[day], nil)
+		if err != nil {
+			return "", err
+		}
+		if after != "" {
+			ps = ps[sort.Search(len(ps), func(i int) bool { return ps[i].rk > after }):]
+		}
+		for len(ps) > 0 {
+			take := ps[:min(eq.Limit-emitted, len(ps))]
+			ps = ps[len(take):]
+			rows, err := q.fetchEvents(ctx, p.days[day], take)
+			if err != nil {
+				return "", err
+			}
+			for _, r := range rows {
+				if r == nil {
+					continue
+				}
+				if err := r.record(&d, &rec); err != nil {
+					return "", err
+				}
+				if err := emit(&rec); err != nil {
+					return "", err
+				}
+				emitted++
+			}
+			after = take[len(take)-1].rk
+			if emitted < eq.Limit {
+				if len(ps) > 0 && time.Since(start) >= q.maxDuration() {
+					return cont(day, after), nil
+				}
+				continue
+			}
+			switch {
+			case len(ps) > 0:
+				return cont(day, after), nil
+			case day+1 < len(p.days):
+				return cont(day+1, ""), nil
+			default:
+				return "", nil
+			}
+		}
+		day, after = day+1, ""
 	}
 	return "", nil
 }

@@ -40,6 +40,8 @@ type Querier struct {
 	// Concurrency bounds the storage requests one stats or detections query
 	// has in flight (default 8).
 	Concurrency int
+
+	layout layoutCheck
 }
 
 func (q *Querier) maxPages() int {

@@ -109,7 +109,7 @@ func bareBatches(blobs []blobData, fig *ingestFigures) ([]batch, error) {
 				return nil, err
 			}
 			fig.records++
-			rows = enc.Rows(rows[:0], &rec, src)
+			rows = enc.Rows(rows[:0], &rec, p.Raw(), src)
 			for _, r := range rows {
 				k := key{r.Table, r.PK}
 				if _, ok := groups[k]; !ok {
