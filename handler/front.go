@@ -104,6 +104,7 @@ func newFront(routes []route, key []byte) *front {
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	markHandled(r) // respond.go: from here on, answers are ours
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if f.key != nil && !f.keyOK(r) {

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvaudit/kvaudit/internal/config"
 )
@@ -250,4 +253,74 @@ func TestErrorsOutsideTheAPI(t *testing.T) {
 	if resp, body := ta.send("HEAD", "/", "", nil); resp.StatusCode != 200 || len(body) != 0 {
 		t.Errorf("HEAD /: %d %q", resp.StatusCode, body)
 	}
+}
+
+// rawExchange writes raw on a new connection to ta and reads the replies
+// to n requests.
+func (ta *testApp) rawExchange(raw string, n int) []*http.Response {
+	ta.t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(ta.srv.URL, "http://"))
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a hang fails, it does not block the suite
+	if _, err := io.WriteString(c, raw); err != nil {
+		ta.t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for i := 0; i < n; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			ta.t.Fatalf("reply %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			ta.t.Fatalf("reply %d: %v", i, err)
+		}
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// What net/http answers before any handler runs — a malformed request
+// line, headers it cannot take — is JSON too, also after a good request on
+// the same connection, whose answer is left as it was.
+func TestMalformedRequestsAreJSON(t *testing.T) {
+	ta := newTestApp(t, nil)
+	bigHeader := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", http.DefaultMaxHeaderBytes+8192) + "\r\n\r\n"
+	for _, tt := range []struct {
+		name, raw string
+		status    int
+		says      string
+	}{
+		{"garbage request line", "GARBAGE\r\n\r\n", 400, "400 Bad Request"},
+		{"bad version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505, "HTTP Version Not Supported"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", 400, "missing required Host header"},
+		{"bad header line", "GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", 400, "400 Bad Request"},
+		{"unknown transfer coding", "POST /CatchUp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Unsupported transfer encoding"},
+		{"unsupported Expect", "GET / HTTP/1.1\r\nHost: x\r\nExpect: miracles\r\n\r\n", 417, "417 Expectation Failed"},
+		{"header too large", bigHeader, 431, "431 Request Header Fields Too Large"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ta.t = t
+			resp := ta.rawExchange(tt.raw, 1)[0]
+			body, _ := io.ReadAll(resp.Body)
+			isJSONError(t, resp, body, tt.status, tt.says)
+		})
+	}
+	t.Run("after a good request", func(t *testing.T) {
+		ta.t = t
+		replies := ta.rawExchange("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n", 3)
+		body, _ := io.ReadAll(replies[0].Body)
+		if replies[0].StatusCode != 200 || string(body) != "{\"status\":\"ok\"}\n" {
+			t.Fatalf("first reply %d %q", replies[0].StatusCode, body)
+		}
+		body, _ = io.ReadAll(replies[1].Body)
+		isJSONError(t, replies[1], body, 404, "no such path")
+		body, _ = io.ReadAll(replies[2].Body)
+		isJSONError(t, replies[2], body, 400, "400 Bad Request")
+	})
 }

@@ -73,6 +73,7 @@ func startServer(t testing.TB, a *app) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = a.newServer()
+	srv.Listener = jsonErrorsListener(srv.Listener)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv

@@ -95,10 +95,13 @@ func (a *app) routeTable() []route {
 	}
 }
 
-// newServer is the HTTP server of the handler, without its listener.
+// newServer is the HTTP server of the handler, without its listener,
+// which must be wrapped by [jsonErrorsListener].
 func (a *app) newServer() *http.Server {
 	return &http.Server{
 		Handler:           a.routes(),
+		ConnContext:       withConn,       // handler/respond.go
+		ConnState:         trackConnState, // likewise
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No Read/WriteTimeout: an invocation streams a blob of any size;
@@ -162,7 +165,7 @@ func runServe(args []string, stderr io.Writer) int {
 
 	srv := a.newServer()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(jsonErrorsListener(ln)) }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	select {
