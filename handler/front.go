@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kvaudit/kvaudit/internal/config"
@@ -124,8 +126,9 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "the query string is not valid URL encoding: "+err.Error())
 			return
 		}
-		for name := range v {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q: %s %s takes none", truncateText(name, 100), rt.method, rt.path))
+		if len(v) > 0 {
+			names := slices.Sorted(maps.Keys(v))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q: %s %s takes none", truncateText(names[0], 100), rt.method, rt.path))
 			return
 		}
 		h.ServeHTTP(w, r) // "?" or "&" alone: nothing

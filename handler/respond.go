@@ -99,6 +99,15 @@ func (c *errorsConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// CloseWrite half-closes the connection as net/http does after its
+// 431 (it looks for this method on the connection it was given).
+func (c *errorsConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // jsonServerError is p, a complete error reply of net/http's own (status
 // line, headers, a text body), as the same status with {"error": …}; ok is
 // false when p is anything else.
