@@ -162,15 +162,28 @@ func TestListenAddr(t *testing.T) {
 	}
 }
 
-// Under the host, serve refuses an address off loopback before it
-// listens, even with AuditApiKey set.
-func TestServeRefusesPublicAddrUnderHost(t *testing.T) {
+// serve refuses an address off loopback before it listens: under the
+// host even with AuditApiKey set, standalone without it.
+func TestServeRefusesAddrOffLoopback(t *testing.T) {
 	t.Setenv(config.SettingLogsStorage, "UseDevelopmentStorage=true")
-	t.Setenv(config.SettingCustomPort, "7071")
-	t.Setenv(config.SettingAPIKey, "k")
-	var stderr strings.Builder
-	if code := run([]string{"serve", "-addr", "0.0.0.0"}, nil, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback only") {
-		t.Fatalf("exit %d: %s", code, stderr.String())
+	for _, tt := range []struct {
+		name      string
+		port, key string
+		args      []string
+		says      string
+	}{
+		{"host with key", "7071", "k", []string{"serve", "-addr", "0.0.0.0"}, "loopback only"},
+		{"host without key", "7071", "", []string{"serve", "-addr", "10.1.2.3"}, "loopback only"},
+		{"standalone without key", "", "", []string{"serve", "-port", "7071", "-addr", "0.0.0.0"}, "set " + config.SettingAPIKey},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(config.SettingCustomPort, tt.port)
+			t.Setenv(config.SettingAPIKey, tt.key)
+			var stderr strings.Builder
+			if code := run(tt.args, nil, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.says) {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+		})
 	}
 }
 
