@@ -291,7 +291,11 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
 	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
-		s.CatchUpSchedule = v
+		if err := checkSchedule(v); err != nil { // schedule.go
+			errs = append(errs, fmt.Errorf("%s=%q: %w; want a six-field NCRONTAB expression (second minute hour day month day-of-week, as 0 */2 * * * *) or a TimeSpan (00:05:00, 1.00:00:00)", SettingCatchUpSchedule, v, err))
+		} else {
+			s.CatchUpSchedule = v
+		}
 	}
 	s.APIKey = get(SettingAPIKey)
 	if v := get(SettingLogLevel); v != "" {

@@ -18,7 +18,11 @@ import (
 // (at most 1000 rows) whatever the limit; events are handed over as they
 // arrive, so a caller can stream them. A page may hold fewer events than
 // the limit, even none, while a continuation is returned: a selective
-// filter stops a request after MaxPages storage pages or MaxDuration.
+// filter stops a request after MaxPages storage pages or MaxDuration. The
+// duration bounds a storage read too: a read still running when it is
+// spent (storage slow, or the SDK retrying) is abandoned, and the page
+// ends with the events emitted so far and the continuation of where that
+// read began, so the next page reads it again — every event once.
 //
 // An error from emit stops the page and is returned as is.
 func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.Record) error) (string, error) {
@@ -34,9 +38,6 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		}
 		tok = t
 	}
-	if err := q.checkLayout(ctx); err != nil {
-		return "", err
-	}
 	p := newPlan(eq.Selector, eq.Filter, w)
 	day, after, pos := 0, "", srvPos{}
 	if tok != nil {
@@ -51,10 +52,10 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		return (&token{V: tokenVersion, Q: p.fingerprint, F: w.From.UnixNano(), T: w.To.UnixNano(),
 			D: p.days[day], A: after, NP: pos.pk, NR: pos.rk}).encode()
 	}
+	deadline := time.Now().Add(q.maxDuration())
 	if p.kind != "" {
-		return q.eventsFromPostings(ctx, eq, p, day, after, emit, func(day int, after string) string { return cont(day, after, srvPos{}) })
+		return q.eventsFromPostings(ctx, eq, p, day, after, deadline, emit, func(day int, after string) string { return cont(day, after, srvPos{}) })
 	}
-	start := time.Now()
 	var (
 		d       parse.Decoder
 		r       row
@@ -62,12 +63,20 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		emitted int
 	)
 	for pages := 0; day < len(p.days); pages++ {
-		if pages >= q.maxPages() || pages > 0 && time.Since(start) >= q.maxDuration() {
+		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
 			return cont(day, after, pos), nil
 		}
 		// One row more than the page needs tells whether another page follows.
 		l := listing{table: p.table, filter: p.partitionFilter(p.days[day], after), top: eq.Limit - emitted + 1}
-		ents, next, err := q.page(ctx, l, pos)
+		readCtx, cancel := context.WithDeadline(ctx, deadline)
+		ents, next, err := q.page(readCtx, l, pos)
+		spent := readCtx.Err() != nil && ctx.Err() == nil // before cancel, which sets it too
+		cancel()
+		if err != nil && spent {
+			// The budget ran out during the read, not the caller's patience:
+			// nothing of it was emitted, so the next page starts where it did.
+			return cont(day, after, pos), nil
+		}
 		if err != nil {
 			if fromToken && pages == 0 && !azstore.IsTransient(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				return "", badToken("storage refused its position")
@@ -109,19 +118,28 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 // key's matching entries, newest first, after the token's RowKey; the
 // page's Events rows are read by point reads, concurrently, and emitted in
 // order.
-func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string,
+//
+// The deadline bounds storage reads as in Events: a read still running when
+// it is spent is abandoned and the page ends with the continuation of where
+// that read began (nothing of it was emitted).
+func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string, deadline time.Time,
 	emit func(*parse.Record) error, cont func(day int, after string) string) (string, error) {
-	start := time.Now()
 	var (
 		d       parse.Decoder
 		rec     parse.Record
 		emitted int
 	)
 	for pages := 0; day < len(p.days); pages++ {
-		if pages >= q.maxPages() || pages > 0 && time.Since(start) >= q.maxDuration() {
+		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
 			return cont(day, after), nil
 		}
-		ps, err := q.dayEntries(ctx, p, p.days[day], nil)
+		readCtx, cancel := context.WithDeadline(ctx, deadline)
+		ps, err := q.dayEntries(readCtx, p, p.days[day], nil)
+		spent := readCtx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err != nil && spent {
+			return cont(day, after), nil
+		}
 		if err != nil {
 			return "", err
 		}
@@ -131,7 +149,13 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 		for len(ps) > 0 {
 			take := ps[:min(eq.Limit-emitted, len(ps))]
 			ps = ps[len(take):]
-			rows, err := q.fetchEvents(ctx, p.days[day], take)
+			readCtx, cancel := context.WithDeadline(ctx, deadline)
+			rows, err := q.fetchEvents(readCtx, p.days[day], take)
+			spent := readCtx.Err() != nil && ctx.Err() == nil
+			cancel()
+			if err != nil && spent {
+				return cont(day, after), nil
+			}
 			if err != nil {
 				return "", err
 			}
@@ -149,7 +173,7 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 			}
 			after = take[len(take)-1].rk
 			if emitted < eq.Limit {
-				if len(ps) > 0 && time.Since(start) >= q.maxDuration() {
+				if len(ps) > 0 && !time.Now().Before(deadline) {
 					return cont(day, after), nil
 				}
 				continue

@@ -152,10 +152,13 @@ type layoutCheck struct {
 	cleanAt time.Time
 }
 
-// checkLayout returns ErrOldLayout while a table of layout 1 (ByCaller,
+// CheckLayout returns ErrOldLayout while a table of layout 1 (ByCaller,
 // ByIp, ByObject) still holds rows: `handler backfill` rebuilds the index
-// and drops them. A clean answer is remembered for a minute.
-func (q *Querier) checkLayout(ctx context.Context) error {
+// and drops them. Callers serving queries call it first: a caller, IP or
+// object query would otherwise find no postings for what layout 1
+// indexed (an Events row of layout 1 is refused as it is read). A clean
+// answer is remembered for a minute; up to three requests otherwise.
+func (q *Querier) CheckLayout(ctx context.Context) error {
 	q.layout.mu.Lock()
 	clean := time.Since(q.layout.cleanAt) < time.Minute
 	q.layout.mu.Unlock()
