@@ -30,13 +30,19 @@ const (
 	PropLayout    = "V" // Edm.Int32: Layout
 	PropOp        = "O" // OperationName
 	PropStat      = "S" // Edm.Int32: Status (parse.Record.Status)
-	PropTLS       = "L" // TlsVersion, absent when not logged
+	PropTLS       = "L" // TlsVersion, only when it sorts before TLSFilterBound (see there)
 	PropDuration  = "D" // Edm.Double: durationMs, absent when not logged
 	PropRecord    = "R" // Edm.Binary: see EncodeRecord; R1, R2 … continue it
 	PropCount     = "N" // Edm.Int32 on a Postings row: its entries
 	PropPostings  = "P" // Edm.Binary on a Postings row: see Posting; P1, P2 … continue it
 	maxBinaryPart = 64000
 )
+
+// TLSFilterBound is the old-TLS detection's server-side bound: it asks
+// for L lt 'TLS1_2'. Only versions that sort before it are stored, since
+// no filter asks for the others (the record in R keeps every version):
+// most rows (TLS1_2, TLS1_3) carry no L.
+const TLSFilterBound = "TLS1_2"
 
 // Posting kinds: the first part of a Postings PartitionKey.
 const (
@@ -214,9 +220,9 @@ func eventRow(rec *parse.Record, raw []byte, pk, rk string) Entity {
 	b = appendJSONString(b, rec.OperationName)
 	b = append(b, `,"S":`...)
 	b = strconv.AppendInt(b, int64(int32(rec.Status)), 10)
-	if rec.TLSVersion != "" {
+	if tls := cutString(rec.TLSVersion, 256); tls != "" && tls < TLSFilterBound {
 		b = append(b, `,"L":`...)
-		b = appendJSONString(b, cutString(rec.TLSVersion, 256))
+		b = appendJSONString(b, tls)
 	}
 	if rec.HasDuration {
 		b = append(b, `,"D@odata.type":"Edm.Double","D":`...)

@@ -276,7 +276,7 @@ func kindsFilter(slowMs float64) string {
 	}
 	return "((" + strings.Join(ops, " or ") + ") and S ge 200 and S le 299)" +
 		" or ((S eq 401 or S eq 403) and not (O eq 'Authentication' and S eq 401))" +
-		" or L lt 'TLS1_2'" +
+		" or L lt " + index.ODataString(index.TLSFilterBound) +
 		" or D gt " + odataDouble(slowMs)
 }
 

@@ -140,6 +140,7 @@ func (r *row) full(d *parse.Decoder) error {
 		return err
 	}
 	r.Vault, r.CallerIPAddress, r.ObjectName, r.ClientInfo = rec.Vault, rec.CallerIPAddress, rec.ObjectName, rec.ClientInfo
+	r.TLSVersion = rec.TLSVersion // L holds only the versions the old-TLS filter asks for
 	r.caller = index.CallerKey(&rec)
 	return nil
 }
