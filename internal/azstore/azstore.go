@@ -37,7 +37,33 @@ var (
 	ErrConflict     = errors.New("changed by another writer") // If-Match failed
 	ErrInvalidRange = errors.New("range not satisfiable")
 	ErrTransient    = errors.New("storage unavailable")
+	// ErrTableNotFound is a missing table; it is also ErrNotFound, so a
+	// read may take it as "nothing there", but a write must create the
+	// table again (index.Tables does) rather than skip.
+	ErrTableNotFound = errors.New("table not found")
+	// ErrRejected is an entity or request the service will never accept as
+	// sent (too large, invalid property or value): no retry can fix it.
+	ErrRejected = errors.New("rejected as invalid")
 )
+
+// rejectedCodes are the Table service error codes that say the entity
+// itself is at fault, so that sending it again can never succeed. Every
+// other failure is the storage's state (a missing table, access,
+// throttling) and must not cost a row.
+var rejectedCodes = map[string]bool{
+	string(aztables.EntityTooLarge):               true,
+	string(aztables.PropertyValueTooLarge):        true,
+	string(aztables.PropertyNameTooLong):          true,
+	string(aztables.PropertyNameInvalid):          true,
+	string(aztables.TooManyProperties):            true,
+	string(aztables.DuplicatePropertiesSpecified): true,
+	string(aztables.PropertiesNeedValue):          true,
+	string(aztables.InvalidValueType):             true,
+	string(aztables.InvalidInput):                 true,
+	string(aztables.OutOfRangeInput):              true,
+	"RequestBodyTooLarge":                         true,
+	"KeyValueTooLarge":                            true,
+}
 
 // Clients are built once at start and shared; the SDK clients are safe for
 // concurrent use.
@@ -153,6 +179,8 @@ func Classify(err error) error {
 	if errors.As(err, &re) {
 		code := re.ErrorCode
 		switch {
+		case re.StatusCode == http.StatusNotFound && code == string(aztables.TableNotFound):
+			return fmt.Errorf("%w: %w: %w", ErrTableNotFound, ErrNotFound, err)
 		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		case re.StatusCode == http.StatusPreconditionFailed || code == string(aztables.UpdateConditionNotSatisfied):
@@ -163,6 +191,11 @@ func Classify(err error) error {
 			return fmt.Errorf("%w: %w", ErrInvalidRange, err)
 		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout:
 			return fmt.Errorf("%w: %w", ErrTransient, err)
+		case code == string(aztables.TableBeingDeleted):
+			// A deleted table's name is unusable for a while: come back later.
+			return fmt.Errorf("%w: %w", ErrTransient, err)
+		case (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusRequestEntityTooLarge) && rejectedCodes[code]:
+			return fmt.Errorf("%w: %w", ErrRejected, err)
 		}
 		return err
 	}
@@ -190,6 +223,16 @@ func redactURL(raw string) string {
 	}
 	u.User = nil
 	return u.String()
+}
+
+// ErrorCode is the storage error code in err's chain ("TableNotFound",
+// "PropertyValueTooLarge", …), or "" when it carries none.
+func ErrorCode(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
 }
 
 // IsTransient reports whether err means the storage could not be reached or
