@@ -180,6 +180,14 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		resp, err := client.GetEntity(ctx, pk, rk, nil)
 		err = azstore.Classify(err)
 		switch {
+		case errors.Is(err, azstore.ErrTableNotFound):
+			// Storage lost the Blobs table, and with it this checkpoint
+			// and its counts: create it again and let the caller reload,
+			// which finds no checkpoint and reads the blob from 0.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
 		case err == nil && (!cp.exists || resp.ETag != cp.etag):
 			return errLostRace
 		case errors.Is(err, azstore.ErrNotFound) && cp.exists:
@@ -311,11 +319,13 @@ func RegisterVaultPrefix(ctx context.Context, t *index.Tables, prefix string) er
 	if err != nil {
 		return err
 	}
-	_, err = t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
-	}
-	return nil
+	return t.Retry(ctx, nil, func() error {
+		_, err := t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
+		if err != nil {
+			return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
+		}
+		return nil
+	})
 }
 
 // KnownVaultPrefixes lists the vault prefixes of every blob ever indexed.
@@ -371,6 +381,14 @@ func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 // another writer moved the checkpoint meanwhile, nothing is written and the
 // returned tries is 0.
 func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
+	err = t.Retry(ctx, nil, func() error {
+		tries, err = recordFailure(ctx, t, name, info, cause)
+		return err
+	})
+	return tries, err
+}
+
+func recordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
 	cp, err := ReadCheckpoint(ctx, t, name)
 	if err != nil {
 		return 0, err
