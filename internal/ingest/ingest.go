@@ -1,7 +1,7 @@
 // Package ingest indexes Key Vault audit blobs: for one blob it reads the
-// bytes past its checkpoint by ranged download, parses the complete records,
-// writes their rows through package index and moves the checkpoint, chunk by
-// chunk. It knows blobs and checkpoints; parsing is package parse's, keys
+// bytes past its checkpoint by bounded ranged downloads, parses the
+// complete records, writes their rows through package index and moves the
+// checkpoint, chunk by chunk. It knows blobs and checkpoints; parsing is package parse's, keys
 // and rows are package index's, and it knows nothing of HTTP or the
 // Functions host.
 //
@@ -43,6 +43,9 @@ type Ingester struct {
 	// ChunkBytes is how much blob input is indexed between checkpoints
 	// (default 4 MiB). It bounds memory and the work redone after a crash.
 	ChunkBytes int64
+	// RangeBytes is how much one ranged GET of the blob asks for (default
+	// 4 MiB).
+	RangeBytes int64
 	// MaxReported bounds the bad records listed in a Result (default 20);
 	// all are counted and logged.
 	MaxReported int
@@ -229,21 +232,24 @@ type pending struct {
 // when a lost race means the caller must reload the checkpoint and go on.
 func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, seen BlobInfo, stopBy time.Time, res *Result) (done bool, err error) {
 	length := seen.Length
-	resp, err := bc.DownloadStream(ctx, &blob.DownloadStreamOptions{
-		Range: blob.HTTPRange{Offset: cp.Offset, Count: length - cp.Offset},
-	})
-	if err = azstore.Classify(err); err != nil {
-		if errors.Is(err, azstore.ErrInvalidRange) || errors.Is(err, azstore.ErrNotFound) {
-			// The blob changed under us between listing and reading; the
-			// next trigger or CatchUp run sees its new state.
-			in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
-			res.Skipped = "blob changed while reading"
-			return true, nil
-		}
-		return false, fmt.Errorf("ingest: read blob %q from %d: %w", cp.Blob, cp.Offset, err)
-	}
-	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
+	// Bounded ranges up to the length seen, without If-Match: a long read
+	// of a blob that grows meanwhile completes (rangeReader).
+	body := &rangeReader{ctx: ctx, bc: bc, pos: cp.Offset, end: length, size: in.rangeBytes(), created: cp.CreatedOn}
 	defer body.Close()
+	changed := func(err error) (bool, error) {
+		// The blob changed under us (re-created, shrunk, deleted); the
+		// next trigger or CatchUp run sees its new state. Rows written
+		// since the last commit are the old lineage's: harmless.
+		in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
+		res.Skipped = "blob changed while reading"
+		return true, nil
+	}
+	if err := body.open(); err != nil {
+		if errors.Is(err, errBlobChanged) {
+			return changed(err)
+		}
+		return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, err)
+	}
 
 	w := in.Tables.NewWriter(in.log(), in.concurrency(), 0)
 	var enc index.Encoder
@@ -307,6 +313,8 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 			}
 			ok, err := flushChunk(true)
 			return ok, err
+		case errors.Is(err, errBlobChanged):
+			return changed(err)
 		default:
 			return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, azstore.Classify(err))
 		}
@@ -399,6 +407,13 @@ func (in *Ingester) concurrency() int {
 		return 8
 	}
 	return in.Concurrency
+}
+
+func (in *Ingester) rangeBytes() int64 {
+	if in.RangeBytes <= 0 {
+		return defaultRangeBytes
+	}
+	return in.RangeBytes
 }
 
 func (in *Ingester) maxReported() int {
