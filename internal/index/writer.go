@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -98,6 +99,35 @@ func (t *Tables) Recover(ctx context.Context) error {
 		return err
 	}
 	t.ensured = true
+	return nil
+}
+
+// Verify lists the index tables (one request) and, when any is missing,
+// creates it again through Recover, which Recreated then shows. A writer
+// calls it before moving a checkpoint past rows it wrote: a table dropped
+// after the last write into it is otherwise noticed only by the next one.
+func (t *Tables) Verify(ctx context.Context) error {
+	// Table names are case-insensitive but stored as created; every index
+	// table sorts between prefix and prefix+"~" in either case.
+	filter := fmt.Sprintf("TableName ge %s and TableName lt %s", ODataString(t.prefix), ODataString(t.prefix+"~"))
+	pager := t.svc.NewListTablesPager(&aztables.ListTablesOptions{Filter: &filter})
+	seen := map[string]bool{}
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("index: list tables: %w", azstore.Classify(err))
+		}
+		for _, tp := range page.Tables {
+			if tp.Name != nil {
+				seen[strings.ToLower(*tp.Name)] = true
+			}
+		}
+	}
+	for _, short := range AllTables {
+		if !seen[strings.ToLower(t.Name(short))] {
+			return t.Recover(ctx)
+		}
+	}
 	return nil
 }
 

@@ -7,10 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
@@ -116,5 +120,50 @@ func TestWriterRecreatesDroppedTable(t *testing.T) {
 	}
 	if tables.Recreated() != 1 {
 		t.Errorf("Recreated %d, want 1", tables.Recreated())
+	}
+}
+
+// countRequests is a pipeline policy counting requests.
+type countRequests struct{ n atomic.Int32 }
+
+func (c *countRequests) Do(req *policy.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return req.Next()
+}
+
+// Verify costs one listing when every table is there, and re-creates one
+// that is not.
+func TestVerifyListsOnceAndRecreatesMissing(t *testing.T) {
+	tables := testTables(t)
+	az := azuritetest.Require(t)
+	counter := &countRequests{}
+	cred, err := aztables.NewSharedKeyCredential(azuritetest.AccountName, azuritetest.AccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := aztables.NewServiceClientWithSharedKey(az.TableURL+"/", cred,
+		&aztables.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counter}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := NewTables(svc, tables.Name(""))
+	ctx := context.Background()
+	if err := counted.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if counter.n.Load() != 1 || counted.Recreated() != 0 {
+		t.Errorf("Verify of intact tables: %d requests, %d re-created; want 1, 0", counter.n.Load(), counted.Recreated())
+	}
+	if _, err := tables.Client(TableByIP).Delete(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := counted.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if counted.Recreated() != 1 {
+		t.Errorf("Verify after a table was dropped: %d re-created, want 1", counted.Recreated())
+	}
+	if _, err := tables.Client(TableByIP).GetEntity(ctx, "x", "y", nil); !strings.Contains(fmt.Sprint(err), "ResourceNotFound") {
+		t.Errorf("ByIp after Verify: %v, want the table back (ResourceNotFound)", err)
 	}
 }

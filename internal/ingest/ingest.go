@@ -265,12 +265,16 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 
 	var rejectedSoFar int64
 	// A table dropped while the chunk's rows were written took some of them
-	// along; the writer re-created it (Tables.Recover) but cannot write
-	// again what it no longer holds. Such a chunk is not committed: the
-	// caller reloads the checkpoint and reads the chunk again.
+	// along; the writer, or Verify just before the commit, re-created it
+	// (Tables.Recover) but cannot write again what it no longer holds. Such
+	// a chunk is not committed: the caller reloads the checkpoint and reads
+	// the chunk again.
 	recreated := in.Tables.Recreated()
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
+			return false, err
+		}
+		if err := in.Tables.Verify(ctx); err != nil {
 			return false, err
 		}
 		if n := in.Tables.Recreated(); n != recreated {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,5 +152,38 @@ func TestAllTablesLostBetweenInvocations(t *testing.T) {
 	prefixes, err := ingest.KnownVaultPrefixes(context.Background(), e.Tables)
 	if err != nil || len(prefixes) != 1 {
 		t.Errorf("vault registry after the loss: %v, %v", prefixes, err)
+	}
+}
+
+// A table dropped after the last write of a chunk into it, before the
+// checkpoint, is found before the checkpoint moves: the chunk is written
+// again instead of being committed over rows that are gone.
+func TestTableDroppedAfterItsLastWriteBeforeCommit(t *testing.T) {
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	const n = 60 // one IP: one ByIp transaction, the chunk's last into it
+	oneIP := regexp.MustCompile(`"callerIpAddress":"[0-9.]+"`).ReplaceAll(
+		ingesttest.Records("vault1", hour, 0, n), []byte(`"callerIpAddress":"10.9.9.9"`))
+	e.Append(name, true, oneIP)
+
+	drop := &dropAfterBatch{table: e.Tables.Name(index.TableByIP)}
+	drop.drop = func() error {
+		_, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil)
+		return err
+	}
+	tables := index.NewTables(tableClient(t, drop), e.Tables.Name(""))
+	in := &ingest.Ingester{Container: e.Container, Tables: tables, Log: e.Log, Concurrency: 4}
+	res, err := in.IngestBlob(context.Background(), name)
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	if !drop.dropped.Load() || drop.err != nil {
+		t.Fatalf("the table was not dropped (err %v)", drop.err)
+	}
+	if res.Records != n || res.To != e.BlobLength(name) {
+		t.Errorf("result %+v, want %d records to the end", res, n)
+	}
+	if got := len(e.Rows(index.TableByIP)); got != n {
+		t.Errorf("%d IP rows after the checkpoint moved, want %d", got, n)
 	}
 }
