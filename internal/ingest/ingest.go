@@ -130,6 +130,9 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 		fresh = true
 	}
 
+	// reread is set when an index table was re-created while this blob was
+	// read: the rows its earlier commits put there may be gone with it.
+	reread := false
 	for races := 0; ; races++ {
 		cp, err := loadCheckpoint(ctx, in.Tables, name)
 		if err != nil {
@@ -155,7 +158,16 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			res.Skipped = "blob changed while reading"
 			return res, nil
 		}
-		if in.reconcileLineage(cp, created, length) && cp.exists {
+		rebuild := in.reconcileLineage(cp, created, length)
+		if reread && cp.exists && cp.Offset > 0 {
+			in.readAgainFromZero(cp, "an index table was re-created while the blob was read", length)
+			rebuild = true
+			// This call now indexes the blob from 0: say so, without
+			// counting twice what it had committed.
+			res.From, res.Records, res.BadRecords = 0, 0, 0
+		}
+		reread = false
+		if rebuild && cp.exists {
 			// Same lineage read again from 0: the counts rows it has are
 			// deleted in the first commit's transaction, atomically with
 			// the checkpoint, so counts can lag but never double.
@@ -182,6 +194,10 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
 		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
+		if errors.Is(err, errTablesRecreated) {
+			reread = true
+			err = nil
+		}
 		if err != nil || done {
 			return res, err
 		}
@@ -212,14 +228,23 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	default:
 		return false
 	}
+	in.readAgainFromZero(cp, reason, length)
+	return rebuild
+}
+
+// readAgainFromZero resets cp to the start of its blob, for reason.
+func (in *Ingester) readAgainFromZero(cp *Checkpoint, reason string, length int64) {
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
 	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
-	return rebuild
 }
+
+// errTablesRecreated ends a run whose rows went partly into an index table
+// that was then dropped and created again.
+var errTablesRecreated = errors.New("ingest: an index table was re-created while rows were written")
 
 // pending is a record of the current chunk as counting needs it.
 type pending struct {
@@ -265,10 +290,10 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 
 	var rejectedSoFar int64
 	// A table dropped while the chunk's rows were written took some of them
-	// along; the writer, or Verify just before the commit, re-created it
-	// (Tables.Recover) but cannot write again what it no longer holds. Such
-	// a chunk is not committed: the caller reloads the checkpoint and reads
-	// the chunk again.
+	// along, and those of this blob's earlier commits; the writer, or Verify
+	// just before the commit, re-created it (Tables.Recover) but cannot
+	// write again what it no longer holds. Such a chunk is not committed:
+	// the caller reads the blob again from 0 (errTablesRecreated).
 	recreated := in.Tables.Recreated()
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
@@ -277,10 +302,8 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		if err := in.Tables.Verify(ctx); err != nil {
 			return false, err
 		}
-		if n := in.Tables.Recreated(); n != recreated {
-			in.log().Warn("ingest: an index table was re-created while this chunk was written; reading it again",
-				slog.String("blob", cp.Blob), slog.Int64("from", chunkStart))
-			return false, nil
+		if in.Tables.Recreated() != recreated {
+			return false, errTablesRecreated
 		}
 		end := p.Consumed()
 		st := w.Stats()

@@ -22,12 +22,14 @@ import (
 )
 
 // dropAfterBatch is a pipeline policy that deletes a table once, right
-// after the first entity-group transaction into that table succeeded: the
-// table vanishes in the middle of an ingest, with rows of it already
-// written and more to come.
+// after the after-th entity-group transaction into that table (0: the
+// first) succeeded: the table vanishes in the middle of an ingest, with
+// rows of it already written and more to come.
 type dropAfterBatch struct {
 	table   string // full table name
+	after   int32
 	drop    func() error
+	batches atomic.Int32
 	once    sync.Once
 	dropped atomic.Bool
 	err     error
@@ -46,7 +48,7 @@ func (p *dropAfterBatch) Do(req *policy.Request) (*http.Response, error) {
 		target = bytes.Contains(b, []byte("/"+p.table+"("))
 	}
 	resp, err := req.Next()
-	if target && err == nil && resp.StatusCode == http.StatusAccepted {
+	if target && err == nil && resp.StatusCode == http.StatusAccepted && p.batches.Add(1) > p.after {
 		p.once.Do(func() { p.err = p.drop(); p.dropped.Store(true) })
 	}
 	return resp, err
@@ -70,22 +72,23 @@ func tableClient(t *testing.T, policies ...policy.Policy) *aztables.ServiceClien
 }
 
 // A lookup table deleted while an ingest writes into it is created again
-// and every row of it written: none is "refused", and the checkpoint does
-// not move past rows the table lost.
+// and every row of it written, those of the chunks committed before it
+// was dropped included: none is "refused", and the checkpoint does not
+// stay past rows the table lost.
 func TestLookupTableDroppedMidIngestLosesNoRow(t *testing.T) {
 	e := ingesttest.New(t)
 	name := ingesttest.BlobName("vault1", hour)
-	const n = 400 // one chunk; every record has its own IP
+	const n = 400 // about 8 chunks of 50 records; every record has its own IP
 	e.Append(name, true, ingesttest.Records("vault1", hour, 0, n))
 
 	prefix := e.Tables.Name("")
-	drop := &dropAfterBatch{table: e.Tables.Name(index.TableByIP)}
+	drop := &dropAfterBatch{table: e.Tables.Name(index.TableByIP), after: 120} // in the third chunk
 	drop.drop = func() error {
 		_, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil)
 		return err
 	}
 	tables := index.NewTables(tableClient(t, drop), prefix)
-	in := &ingest.Ingester{Container: e.Container, Tables: tables, Log: e.Log, Concurrency: 4}
+	in := &ingest.Ingester{Container: e.Container, Tables: tables, Log: e.Log, Concurrency: 4, ChunkBytes: 32 << 10}
 
 	res, err := in.IngestBlob(context.Background(), name)
 	if err != nil {
@@ -93,6 +96,9 @@ func TestLookupTableDroppedMidIngestLosesNoRow(t *testing.T) {
 	}
 	if !drop.dropped.Load() || drop.err != nil {
 		t.Fatalf("the table was not dropped mid-ingest (err %v)", drop.err)
+	}
+	if res.Commits < 3 {
+		t.Fatalf("%d commits: the table was not dropped after a commit", res.Commits)
 	}
 	t.Logf("result %+v, tables re-created %d", res, tables.Recreated())
 	if res.Rejected != 0 {
@@ -185,5 +191,36 @@ func TestTableDroppedAfterItsLastWriteBeforeCommit(t *testing.T) {
 	}
 	if got := len(e.Rows(index.TableByIP)); got != n {
 		t.Errorf("%d IP rows after the checkpoint moved, want %d", got, n)
+	}
+}
+
+// A lookup table lost between two invocations of a blob: the next one,
+// finding it missing, reads the blob again from 0, so the blob's rows
+// come back and its counts stay exact.
+func TestLookupTableLostBetweenInvocations(t *testing.T) {
+	e := ingesttest.New(t)
+	name := ingesttest.BlobName("vault1", hour)
+	e.Append(name, true, ingesttest.Records("vault1", hour, 0, 300))
+	e.Ingest(name)
+	if _, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Append(name, false, ingesttest.Records("vault1", hour, 300, 20))
+
+	res := e.Ingest(name)
+	if res.From != 0 || res.Records != 320 || res.To != e.BlobLength(name) || res.Rejected != 0 {
+		t.Fatalf("after ByIp was lost: %+v, want 320 records read again from 0", res)
+	}
+	if got := len(e.Rows(index.TableByIP)); got != 320 {
+		t.Errorf("%d IP rows, want 320", got)
+	}
+	for id, c := range e.CountEvents() {
+		if c != 1 {
+			t.Errorf("record %s indexed %d times", id, c)
+		}
+	}
+	cp := checkpoint(e, name)
+	if cp.Records != 320 || total(cp.Counts) != 320 {
+		t.Errorf("checkpoint records=%d counts=%d, want 320", cp.Records, total(cp.Counts))
 	}
 }
