@@ -196,8 +196,15 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, azstore.Classify(txErr))
 	}
 	resp, err := client.GetEntity(ctx, pk, rk, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, azstore.Classify(err))
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrTableNotFound) {
+			// Dropped right after our commit: as above.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
+		}
+		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, err)
 	}
 	cp.exists, cp.etag = true, resp.ETag
 	cp.staleCounts, cp.touched = nil, nil
