@@ -1,9 +1,9 @@
 // Package ingest indexes Key Vault audit blobs: for one blob it reads the
 // bytes past its checkpoint by bounded ranged downloads, parses the
 // complete records, writes their rows through package index and moves the
-// checkpoint, chunk by chunk. It knows blobs and checkpoints; parsing is package parse's, keys
-// and rows are package index's, and it knows nothing of HTTP or the
-// Functions host.
+// checkpoint, chunk by chunk. It knows blobs and checkpoints; parsing is
+// package parse's, keys and rows are package index's, and it knows nothing
+// of HTTP or the Functions host.
 //
 // # Exactly once
 //
