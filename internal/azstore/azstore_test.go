@@ -57,7 +57,7 @@ func TestClassifyMeanings(t *testing.T) {
 		{respErr(400, "PropertyValueTooLarge"), ErrRejected},
 		{respErr(400, "EntityTooLarge"), ErrRejected},
 		{respErr(413, "RequestBodyTooLarge"), ErrRejected},
-		{respErr(403, "AuthorizationFailure"), nil},
+		{respErr(403, "AuthorizationFailure"), ErrAuth}, // a role missing: retried once it is granted
 		{respErr(400, "SomethingNew"), nil},
 		{fmt.Errorf("plain"), nil},
 	} {
