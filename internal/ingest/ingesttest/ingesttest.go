@@ -211,6 +211,48 @@ func expand(m map[string]any) error {
 	return nil
 }
 
+// Postings maps each event found in the posting rows of kind
+// (index.KindCaller …) — its Events PartitionKey/RowKey — to the number of
+// entries naming it (more than one where postings overlap, which queries
+// dedupe).
+func (e *Env) Postings(kind string) map[string]int {
+	e.T.Helper()
+	out := map[string]int{}
+	for _, r := range e.Rows(index.TablePostings) {
+		pk, _ := r["PartitionKey"].(string)
+		k, day, _ := strings.Cut(pk, "|")
+		if k != kind {
+			continue
+		}
+		var payload []byte
+		for i := 0; ; i++ {
+			name := index.PropPostings
+			if i > 0 {
+				name += strconv.Itoa(i)
+			}
+			v, ok := r[name].(string)
+			if !ok {
+				break
+			}
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				e.T.Fatal(err)
+			}
+			payload = append(payload, b...)
+		}
+		es, err := index.DecodePosting(nil, payload)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		_, source, _ := index.PostingKey(r["RowKey"].(string))
+		for _, en := range es {
+			en.Source = source
+			out[en.EventPartition(day)+"/"+en.EventRowKey()]++
+		}
+	}
+	return out
+}
+
 // CountEvents counts the rows of the Events table by correlation id, so a
 // test can see both missing and doubled records.
 func (e *Env) CountEvents() map[string]int {
