@@ -93,15 +93,29 @@ func deflate(dst *bytes.Buffer, b ...[]byte) {
 	flaters.Put(w)
 }
 
+// inflaters keeps DEFLATE readers (each holds a 32 KiB window) between
+// rows: a page of events decodes a hundred of them.
+var inflaters sync.Pool
+
 // inflate undoes deflate.
 func inflate(b []byte) ([]byte, error) {
-	r := flate.NewReaderDict(bytes.NewReader(b), recordDict)
-	defer r.Close()
-	out, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	var r io.ReadCloser
+	if v := inflaters.Get(); v != nil {
+		r = v.(io.ReadCloser)
+		if err := r.(flate.Resetter).Reset(bytes.NewReader(b), recordDict); err != nil {
+			return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
+		}
+	} else {
+		r = flate.NewReaderDict(bytes.NewReader(b), recordDict)
+	}
+	out := make([]byte, 0, 4*len(b)+64)
+	buf := bytes.NewBuffer(out)
+	_, err := buf.ReadFrom(io.LimitReader(r, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
 	}
-	return out, nil
+	inflaters.Put(r)
+	return buf.Bytes(), nil
 }
 
 // EncodeRecord is the value of R: DEFLATE (preset dictionary RecordDict)
