@@ -124,6 +124,26 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 // that read began (nothing of it was emitted).
 func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string, deadline time.Time,
 	emit func(*parse.Record) error, cont func(day int, after string) string) (string, error) {
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel() // ends a prefetch still running
+	spent := func() bool { return dctx.Err() != nil && ctx.Err() == nil }
+	// The next day's postings are read while this day's events are: a
+	// page that needs more days waits for one read less each.
+	type dayRead struct {
+		day  int
+		ps   []posting
+		err  error
+		done chan struct{}
+	}
+	read := func(i int) *dayRead {
+		r := &dayRead{day: i, done: make(chan struct{})}
+		go func() {
+			defer close(r.done)
+			r.ps, r.err = q.dayEntries(dctx, p, p.days[i], nil)
+		}()
+		return r
+	}
+	var next *dayRead
 	var (
 		d       parse.Decoder
 		rec     parse.Record
@@ -133,11 +153,17 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
 			return cont(day, after), nil
 		}
-		readCtx, cancel := context.WithDeadline(ctx, deadline)
-		ps, err := q.dayEntries(readCtx, p, p.days[day], nil)
-		spent := readCtx.Err() != nil && ctx.Err() == nil
-		cancel()
-		if err != nil && spent {
+		cur := next
+		if cur == nil || cur.day != day {
+			cur = read(day)
+		}
+		next = nil
+		if day+1 < len(p.days) && pages+1 < q.maxPages() {
+			next = read(day + 1)
+		}
+		<-cur.done
+		ps, err := cur.ps, cur.err
+		if err != nil && spent() {
 			return cont(day, after), nil
 		}
 		if err != nil {
@@ -149,11 +175,8 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 		for len(ps) > 0 {
 			take := ps[:min(eq.Limit-emitted, len(ps))]
 			ps = ps[len(take):]
-			readCtx, cancel := context.WithDeadline(ctx, deadline)
-			rows, err := q.fetchEvents(readCtx, p.days[day], take)
-			spent := readCtx.Err() != nil && ctx.Err() == nil
-			cancel()
-			if err != nil && spent {
+			rows, err := q.fetchEvents(dctx, p.days[day], take)
+			if err != nil && spent() {
 				return cont(day, after), nil
 			}
 			if err != nil {
