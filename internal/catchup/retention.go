@@ -30,7 +30,7 @@ func (r *Runner) retentionCutoff() time.Time {
 }
 
 // Retain deletes every index row of a day before the retention window:
-// events and lookup rows whose record time is older, and the checkpoints
+// events and posting rows of days before it, and the checkpoints
 // and counts of blob hours that old. Day partitions make these
 // whole-partition deletes. Repeating it deletes nothing more.
 func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {

@@ -98,8 +98,8 @@ type Detections struct {
 //     vaults it has indexed (one request).
 //   - Mass retrieval: the per-hour caller counts bound each caller's daily
 //     total; only callers whose total passes the threshold are read, from
-//     their ByCaller partition of that day, filtered on the server to
-//     successful SecretGet, KeyGet and VaultGet.
+//     their postings of that day (no event read), kept to successful
+//     SecretGet, KeyGet and VaultGet.
 //   - The other kinds are not in the counts (no TLS version or duration
 //     there): each vault's Events partitions of the window are read with
 //     one server-side filter that keeps only rows of some kind, so only
