@@ -176,7 +176,9 @@
       root.appendChild(svg('line', { class: 'grid', x1: L, x2: W, y1: y, y2: y }));
       root.appendChild(svg('text', { class: 'axis', x: L - 4, y: y + 4, 'text-anchor': 'end' }, String(Math.round(max * f))));
     }
-    const every = Math.max(1, Math.ceil(rows.length / 8 / 6) * 6);
+    // About eight labels: every few hours, or at midnight every few days.
+    const long = rows.length > 48;
+    const step = long ? Math.ceil(rows.length / 24 / 8) : Math.ceil(rows.length / 8);
     rows.forEach((r, i) => {
       const x = L + i * bw;
       const g = svg('g', { class: 'bar', 'data-hour': r.key, 'data-2xx': r.c2xx, 'data-4xx': r.c4xx, 'data-5xx': r.c5xx, 'data-other': r.other, 'data-total': r.total });
@@ -192,8 +194,8 @@
       g.addEventListener('click', () => go(withChange({ window: 'custom', from: r.key, to: iso(new Date(Date.parse(r.key) + HOUR)) })));
       root.appendChild(g);
       const d = new Date(Date.parse(r.key));
-      if (d.getUTCHours() % every === 0 || (rows.length <= 24 && i % Math.ceil(rows.length / 8) === 0)) {
-        const label = rows.length > 48 ? r.key.slice(5, 10) + (d.getUTCHours() ? ' ' + r.key.slice(11, 13) + 'h' : '') : r.key.slice(11, 16);
+      if (long ? d.getUTCHours() === 0 && Math.floor(d / (24 * HOUR)) % step === 0 : i % step === 0) {
+        const label = long ? r.key.slice(5, 10) : r.key.slice(11, 16);
         root.appendChild(svg('text', { class: 'axis', x, y: H - 6 }, label));
       }
     });
@@ -338,6 +340,7 @@
   // ---- the whole view -------------------------------------------------------
 
   let viewCtrl = null;
+  let renders = 0;
   function panel(promise, box) {
     return promise.catch((err) => { if (!isAbort(err)) fail(box, err); });
   }
@@ -388,7 +391,8 @@
       panel(loadDetections(s, w, signal), $('detections')),
       loadEvents(q, ''),
     ]);
-    document.body.setAttribute('data-ready', String(Date.now()));
+    document.body.setAttribute('data-ready-ms', performance.now().toFixed(0));
+    document.body.setAttribute('data-ready', String(++renders));
   }
 
   for (const id of ['status-link', 'status-link2']) $(id).setAttribute('href', url('status'));
