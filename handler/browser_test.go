@@ -211,6 +211,20 @@ func (u *ui) screenshot(name string) {
 	u.t.Logf("screenshot: %s", p)
 }
 
+// screenshotViewport saves what the screen shows.
+func (u *ui) screenshotViewport(name string) {
+	u.t.Helper()
+	png, err := chromedp.Run(u.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	p := filepath.Join(u.dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		u.t.Fatal(err)
+	}
+	u.t.Logf("screenshot: %s", p)
+}
+
 func screenshotDir(t *testing.T) string {
 	dir := os.Getenv("KVAUDIT_SCREENSHOTS")
 	if dir == "" {
@@ -538,6 +552,12 @@ func TestWebUIInBrowser(t *testing.T) {
 		if !slices.Contains(kinds, "refusedAccess") || !slices.Contains(kinds, "sensitiveOperation") {
 			t.Fatalf("detections %v, want refusedAccess and sensitiveOperation", kinds)
 		}
+		u.after(chromedp.Click(chromedp.CSS("#det-span")))
+		var note string
+		u.eval(`document.querySelector('#detections .note').textContent`, &note)
+		if !strings.HasPrefix(note, "The whole window.") {
+			t.Fatalf("after asking for the whole window: %q", note)
+		}
 		u.screenshot("detections")
 		u.after(chromedp.Click(chromedp.CSS(`#detections li[data-kind="refusedAccess"] a`)))
 		var statuses []string
@@ -578,7 +598,10 @@ func TestWebUIInBrowser(t *testing.T) {
 		if width.Doc > width.View {
 			t.Errorf("the page is %d px wide on a %d px screen", width.Doc, width.View)
 		}
-		u.screenshot("phone")
+		u.screenshotViewport("phone")
+		u.do(chromedp.ScrollIntoView(chromedp.CSS("#events")))
+		u.screenshotViewport("phone-events")
+		u.do(chromedp.Evaluate[chromedp.Void]("window.scrollTo(0, 0)"))
 		u.do(chromedp.EmulateReset())
 	})
 	u.t, ta.t = t, t

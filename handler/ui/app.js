@@ -54,14 +54,14 @@
 
   function readState() {
     const h = new URLSearchParams(location.hash.slice(1));
-    const s = { vault: h.get('vault') || '', window: h.get('window') || '24h', from: h.get('from') || '', to: h.get('to') || '' };
+    const s = { vault: h.get('vault') || '', window: h.get('window') || '24h', from: h.get('from') || '', to: h.get('to') || '', det: h.get('det') || '' };
     for (const f of FILTERS) s[f] = h.get(f) || '';
     if (!(s.window in PRESETS) && s.window !== 'custom') s.window = '24h';
     return s;
   }
   function stateHash(s) {
     const h = new URLSearchParams();
-    for (const k of ['vault', 'window', 'from', 'to', ...FILTERS]) {
+    for (const k of ['vault', 'window', 'from', 'to', 'det', ...FILTERS]) {
       if (s[k] && !(k === 'window' && s[k] === '24h') && !((k === 'from' || k === 'to') && s.window !== 'custom')) h.set(k, s[k]);
     }
     return '#' + h.toString();
@@ -256,8 +256,21 @@
   async function loadDetections(s, w, signal) {
     const box = $('detections');
     if (!s.vault) { clear(box); box.appendChild(el('p', { class: 'note' }, 'Choose a vault to see its detections.')); return; }
-    const d = await getJSON('detections', { vault: s.vault, from: iso(w.from), to: iso(w.to) }, signal);
+    // Detections read event rows (a busy caller's every get, for mass
+    // retrieval), which a long window on a busy vault can take past the
+    // API's row limit: a window over a day shows its last day unless the
+    // whole window is asked for (det=all).
+    const long = w.to - w.from > 24 * HOUR;
+    const span = long && s.det !== 'all' ? { from: new Date(w.to - 24 * HOUR), to: w.to } : w;
+    const d = await getJSON('detections', { vault: s.vault, from: iso(span.from), to: iso(span.to) }, signal);
     clear(box);
+    if (long) {
+      const p = el('p', { class: 'note' }, s.det === 'all' ? 'The whole window. ' : 'The last 24 hours of the window. ');
+      const b = el('button', { type: 'button', class: 'link', id: 'det-span' }, s.det === 'all' ? 'Only the last 24 hours' : 'The whole window (slower on a busy vault)');
+      b.addEventListener('click', () => go(withChange({ det: s.det === 'all' ? '' : 'all' })));
+      p.appendChild(b);
+      box.appendChild(p);
+    }
     box.appendChild(el('p', { class: 'summary' }, Object.entries(d.summary).map(([k, n]) => `${KIND[k] || k}: ${n}`).join(' · ')));
     if (!d.findings.length) { box.appendChild(el('p', { class: 'note' }, 'No findings in this window.')); return; }
     const ul = el('ul', { class: 'detections' });
@@ -300,6 +313,12 @@
     tr.appendChild(el('td', { class: 'num' }, ev.durationMs === null || ev.durationMs === undefined ? '' : String(ev.durationMs)));
     return tr;
   }
+  // labelCells names each cell after its column, for the phone layout.
+  const COLUMNS = ['time', 'vault', 'operation', 'status', 'caller', 'IP', 'object', 'ms'];
+  function labelCells(body) {
+    for (const tr of body.rows) [...tr.cells].forEach((td, i) => { if (tr.cells.length > 1) td.setAttribute('data-label', COLUMNS[i]); });
+  }
+
   // loadEvents shows the page at token (the first page when ''); a page
   // may be empty with a continuation (the API's time budget): a few are
   // followed at once, so that a click shows events.
@@ -322,6 +341,7 @@
       cur.next = token;
       clear(body);
       for (const ev of page.events) body.appendChild(eventRow(ev));
+      labelCells(body);
       if (!page.events.length) {
         const tr = el('tr'); tr.appendChild(el('td', { colspan: '8', class: 'note' }, token ? 'No events on these pages yet: follow Next page.' : 'No events match.'));
         body.appendChild(tr);
