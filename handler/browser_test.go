@@ -524,6 +524,44 @@ func TestWebUIInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("30 days asks only what a busy vault affords", func(t *testing.T) {
+		u.t, ta.t = t, t
+		u.open(base + "#vault=webvault&window=30d")
+		var bars int
+		u.eval(`document.querySelectorAll('#chart g.bar').length`, &bars)
+		if bars != 720 {
+			t.Fatalf("%d bar groups over 30 days, want 720", bars)
+		}
+		// What the page asked for, as the browser's resource timing lists it.
+		var asked []string
+		u.eval(`performance.getEntriesByType('resource').map(e => new URL(e.name).pathname + new URL(e.name).search)`, &asked)
+		for _, uri := range asked {
+			// Every stats request of the vault view is answered from the
+			// per-hour counts (O(hours), whatever the events per day);
+			// events are one page of 50; detections one day.
+			switch path, _, _ := strings.Cut(uri, "?"); path {
+			case pathStats:
+				var st struct{ Source string }
+				ta.apiJSON(uri, &st)
+				if st.Source != "counts" {
+					t.Errorf("%s is answered from %q, not the counts", uri, st.Source)
+				}
+			case pathEvents:
+				if !strings.Contains(uri, "limit=50") {
+					t.Errorf("%s: not one page", uri)
+				}
+			case pathDetections:
+				q, _ := url.ParseQuery(strings.SplitN(uri, "?", 2)[1])
+				f, _ := time.Parse(time.RFC3339, q.Get("from"))
+				to, _ := time.Parse(time.RFC3339, q.Get("to"))
+				if to.Sub(f) > 24*time.Hour {
+					t.Errorf("%s: detections over more than a day by default", uri)
+				}
+			}
+		}
+		t.Logf("%d requests for the 30-day view", len(asked))
+	})
+
 	t.Run("markup in the logs is text", func(t *testing.T) {
 		u.t, ta.t = t, t
 		u.open(base + "#vault=webvault&object=" + url.QueryEscape(xss))
