@@ -349,7 +349,11 @@ func TestWebUIInBrowser(t *testing.T) {
 	}
 	u.screenshot("overview")
 	if os.Getenv("KVAUDIT_UPDATE_SCREENSHOT") != "" {
-		png, _ := os.ReadFile(filepath.Join(u.dir, "overview.png"))
+		// The README's image.
+		png, err := os.ReadFile(filepath.Join(u.dir, "overview.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join("..", "docs", "ui.png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
