@@ -616,6 +616,14 @@ func TestWebUIInBrowser(t *testing.T) {
 
 	t.Run("a caller across vaults", func(t *testing.T) {
 		u.t, ta.t = t, t
+		// All vaults without a caller, IP or object: the page asks for one.
+		u.open(base + "#vault=webvault")
+		u.after(chromedp.Evaluate[chromedp.Void](`(v => { v.value = ''; v.dispatchEvent(new Event('change')); })(document.getElementById('vault'))`))
+		var msg string
+		u.eval(`document.getElementById('message').hidden ? '' : document.getElementById('message').textContent`, &msg)
+		if !strings.Contains(msg, "give a caller, IP or object") {
+			t.Fatalf("all vaults without a key to look up: message %q", msg)
+		}
 		u.open(base + "#caller=alice%40contoso.com")
 		var vaults []string
 		u.eval(`[...new Set([...document.querySelectorAll('#events tbody td:nth-child(2)')].map(td => td.textContent))]`, &vaults)

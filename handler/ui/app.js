@@ -383,8 +383,21 @@
       return;
     }
     if (!s.vault && !s.caller && !s.ip && !s.object) {
-      s.vault = vaults[0];
-      history.replaceState(null, '', stateHash(s));
+      if (renders === 0 && !location.hash) {
+        // A bare URL opens the first vault.
+        s.vault = vaults[0];
+        history.replaceState(null, '', stateHash(s));
+      } else {
+        // "All vaults" needs a key to look up.
+        syncControls(s);
+        $('empty').hidden = true; $('view').hidden = false;
+        for (const id of ['chart', 'detections', 'top-operation', 'top-caller', 'top-ip', 'top-object']) clear($(id));
+        clear($('events').tBodies[0]);
+        $('csv').hidden = true; $('next').disabled = true; $('first').disabled = true; $('pageinfo').textContent = '';
+        message('Across every vault: give a caller, IP or object in the filters of the events.');
+        document.body.setAttribute('data-ready', String(++renders));
+        return;
+      }
     }
     if (s.vault && !vaults.includes(s.vault.toLowerCase())) {
       const opt = el('option', { value: s.vault }, s.vault + ' (not indexed)');
@@ -403,6 +416,7 @@
     viewCtrl = new AbortController();
     const signal = viewCtrl.signal;
     const q = eventsQuery(s, w);
+    $('csv').hidden = false;
     $('csv').setAttribute('href', url('events', Object.assign({}, q, { format: 'csv', limit: 1000 })));
     $('csv').setAttribute('download', csvName);
     await Promise.all([
