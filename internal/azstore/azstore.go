@@ -38,6 +38,13 @@ var (
 	ErrConflict     = errors.New("changed by another writer") // If-Match failed
 	ErrInvalidRange = errors.New("range not satisfiable")
 	ErrTransient    = errors.New("storage unavailable")
+	// ErrTableNotFound is a missing table; it is also ErrNotFound, so a
+	// read may take it as "nothing there", but a write must create the
+	// table again (index.Tables does) rather than skip.
+	ErrTableNotFound = errors.New("table not found")
+	// ErrRejected is an entity or request the service will never accept as
+	// sent (too large, invalid property or value): no retry can fix it.
+	ErrRejected = errors.New("rejected as invalid")
 	// ErrAuth: no token could be had for the account, or the account
 	// refused the identity, key or SAS (401, 403). It is also ErrTransient,
 	// so every path that waits for storage waits for it too: nothing is
@@ -68,6 +75,25 @@ func (e *AuthError) Error() string { return e.Setting + ": " + e.Check + ": " + 
 // Unwrap gives errors.Is ErrAuth (hence ErrTransient) and errors.As the
 // credential's or the service's error.
 func (e *AuthError) Unwrap() []error { return []error{ErrAuth, e.Err} }
+
+// rejectedCodes are the Table service error codes that say the entity
+// itself is at fault, so that sending it again can never succeed. Every
+// other failure is the storage's state (a missing table, access,
+// throttling) and must not cost a row.
+var rejectedCodes = map[string]bool{
+	string(aztables.EntityTooLarge):               true,
+	string(aztables.PropertyValueTooLarge):        true,
+	string(aztables.PropertyNameTooLong):          true,
+	string(aztables.PropertyNameInvalid):          true,
+	string(aztables.TooManyProperties):            true,
+	string(aztables.DuplicatePropertiesSpecified): true,
+	string(aztables.PropertiesNeedValue):          true,
+	string(aztables.InvalidValueType):             true,
+	string(aztables.InvalidInput):                 true,
+	string(aztables.OutOfRangeInput):              true,
+	"RequestBodyTooLarge":                         true,
+	"KeyValueTooLarge":                            true,
+}
 
 // Clients are built once at start and shared; the SDK clients are safe for
 // concurrent use.
@@ -260,6 +286,8 @@ func Classify(err error) error {
 		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
 			// From a client built elsewhere: refusedPolicy did not name the setting.
 			return fmt.Errorf("%w: %w", ErrAuth, err)
+		case re.StatusCode == http.StatusNotFound && code == string(aztables.TableNotFound):
+			return fmt.Errorf("%w: %w: %w", ErrTableNotFound, ErrNotFound, err)
 		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		case re.StatusCode == http.StatusPreconditionFailed || code == string(aztables.UpdateConditionNotSatisfied):
@@ -270,6 +298,11 @@ func Classify(err error) error {
 			return fmt.Errorf("%w: %w", ErrInvalidRange, err)
 		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500 || re.StatusCode == http.StatusRequestTimeout:
 			return fmt.Errorf("%w: %w", ErrTransient, err)
+		case code == string(aztables.TableBeingDeleted):
+			// A deleted table's name is unusable for a while: come back later.
+			return fmt.Errorf("%w: %w", ErrTransient, err)
+		case (re.StatusCode == http.StatusBadRequest || re.StatusCode == http.StatusRequestEntityTooLarge) && rejectedCodes[code]:
+			return fmt.Errorf("%w: %w", ErrRejected, err)
 		}
 		return err
 	}
@@ -297,6 +330,16 @@ func redactURL(raw string) string {
 	}
 	u.User = nil
 	return u.String()
+}
+
+// ErrorCode is the storage error code in err's chain ("TableNotFound",
+// "PropertyValueTooLarge", …), or "" when it carries none.
+func ErrorCode(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
 }
 
 // IsTransient reports whether err means the storage could not be reached,

@@ -42,18 +42,30 @@ func TestClassifyRedactsSASFromTransportErrors(t *testing.T) {
 }
 
 func TestClassifyMeanings(t *testing.T) {
+	respErr := func(status int, code string) error {
+		return &azcore.ResponseError{StatusCode: status, ErrorCode: code}
+	}
 	for _, tt := range []struct {
 		err  error
 		want error
 	}{
 		{context.Canceled, context.Canceled},
+		{respErr(404, "TableNotFound"), ErrTableNotFound},
+		{respErr(404, "TableNotFound"), ErrNotFound},
+		{respErr(404, "ResourceNotFound"), ErrNotFound},
+		{respErr(409, "TableBeingDeleted"), ErrTransient},
+		{respErr(400, "PropertyValueTooLarge"), ErrRejected},
+		{respErr(400, "EntityTooLarge"), ErrRejected},
+		{respErr(413, "RequestBodyTooLarge"), ErrRejected},
+		{respErr(403, "AuthorizationFailure"), ErrAuth}, // a role missing: retried once it is granted
+		{respErr(400, "SomethingNew"), nil},
 		{fmt.Errorf("plain"), nil},
 	} {
 		got := Classify(tt.err)
 		if tt.want != nil && !errors.Is(got, tt.want) {
 			t.Errorf("Classify(%v) = %v", tt.err, got)
 		}
-		if tt.want == nil && (errors.Is(got, ErrTransient) || errors.Is(got, ErrNotFound)) {
+		if tt.want == nil && (errors.Is(got, ErrTransient) || errors.Is(got, ErrNotFound) || errors.Is(got, ErrRejected)) {
 			t.Errorf("Classify(%v) = %v, want unclassified", tt.err, got)
 		}
 	}

@@ -181,6 +181,14 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		resp, err := client.GetEntity(ctx, pk, rk, nil)
 		err = azstore.Classify(err)
 		switch {
+		case errors.Is(err, azstore.ErrTableNotFound):
+			// Storage lost the Blobs table, and with it this checkpoint
+			// and its counts: create it again and let the caller reload,
+			// which finds no checkpoint and reads the blob from 0.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
 		case err == nil && (!cp.exists || resp.ETag != cp.etag):
 			return errLostRace
 		case errors.Is(err, azstore.ErrNotFound) && cp.exists:
@@ -189,8 +197,15 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, azstore.Classify(txErr))
 	}
 	resp, err := client.GetEntity(ctx, pk, rk, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, azstore.Classify(err))
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrTableNotFound) {
+			// Dropped right after our commit: as above.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
+		}
+		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, err)
 	}
 	cp.exists, cp.etag = true, resp.ETag
 	cp.staleCounts, cp.touched = nil, nil
@@ -316,11 +331,13 @@ func RegisterVaultPrefix(ctx context.Context, t *index.Tables, prefix string) er
 	if err != nil {
 		return err
 	}
-	_, err = t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
-	}
-	return nil
+	return t.Retry(ctx, nil, func() error {
+		_, err := t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
+		if err != nil {
+			return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
+		}
+		return nil
+	})
 }
 
 // KnownVaultPrefixes lists the vault prefixes of every blob ever indexed.
@@ -377,9 +394,17 @@ func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 // If-Match: when another writer moved the checkpoint meanwhile, nothing is
 // written and the returned tries is 0.
 func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
-	if err := MarkUnfinished(ctx, t, name, "failed: "+cause.Error()); err != nil {
-		return 0, err
-	}
+	err = t.Retry(ctx, nil, func() error {
+		if err := MarkUnfinished(ctx, t, name, "failed: "+cause.Error()); err != nil {
+			return err
+		}
+		tries, err = recordFailure(ctx, t, name, info, cause)
+		return err
+	})
+	return tries, err
+}
+
+func recordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
 	cp, err := ReadCheckpoint(ctx, t, name)
 	if err != nil {
 		return 0, err

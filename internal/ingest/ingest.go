@@ -1,9 +1,9 @@
 // Package ingest indexes Key Vault audit blobs: for one blob it reads the
-// bytes past its checkpoint by ranged download, parses the complete records,
-// writes their rows through package index and moves the checkpoint, chunk by
-// chunk. It knows blobs and checkpoints; parsing is package parse's, keys
-// and rows are package index's, and it knows nothing of HTTP or the
-// Functions host.
+// bytes past its checkpoint by bounded ranged downloads, parses the
+// complete records, writes their rows through package index and moves the
+// checkpoint, chunk by chunk. It knows blobs and checkpoints; parsing is
+// package parse's, keys and rows are package index's, and it knows nothing
+// of HTTP or the Functions host.
 //
 // # Exactly once
 //
@@ -43,6 +43,9 @@ type Ingester struct {
 	// ChunkBytes is how much blob input is indexed between checkpoints
 	// (default 4 MiB). It bounds memory and the work redone after a crash.
 	ChunkBytes int64
+	// RangeBytes is how much one ranged GET of the blob asks for (default
+	// 4 MiB).
+	RangeBytes int64
 	// MaxReported bounds the bad records listed in a Result (default 20);
 	// all are counted and logged.
 	MaxReported int
@@ -161,6 +164,9 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 		fresh = true
 	}
 
+	// reread is set when an index table was re-created while this blob was
+	// read: the rows its earlier commits put there may be gone with it.
+	reread := false
 	for races := 0; ; races++ {
 		cp, err := loadCheckpoint(ctx, in.Tables, name)
 		if err != nil {
@@ -186,7 +192,16 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			res.Skipped = "blob changed while reading"
 			return res, nil
 		}
-		if in.reconcileLineage(cp, created, length) && cp.exists {
+		rebuild := in.reconcileLineage(cp, created, length)
+		if reread && cp.exists && cp.Offset > 0 {
+			in.readAgainFromZero(cp, "an index table was re-created while the blob was read", length)
+			rebuild = true
+			// This call now indexes the blob from 0: say so, without
+			// counting twice what it had committed.
+			res.From, res.Records, res.BadRecords = 0, 0, 0
+		}
+		reread = false
+		if rebuild && cp.exists {
 			// Same lineage read again from 0: the counts rows it has are
 			// deleted in the first commit's transaction, atomically with
 			// the checkpoint, so counts can lag but never double.
@@ -213,6 +228,10 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
 		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
+		if errors.Is(err, errTablesRecreated) {
+			reread = true
+			err = nil
+		}
 		if err == nil && res.Skipped == SkippedBudget {
 			// After the checkpoint: a crash in between leaves the blob to
 			// the next delivery, or to CatchUp's recent hours.
@@ -248,14 +267,23 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	default:
 		return false
 	}
+	in.readAgainFromZero(cp, reason, length)
+	return rebuild
+}
+
+// readAgainFromZero resets cp to the start of its blob, for reason.
+func (in *Ingester) readAgainFromZero(cp *Checkpoint, reason string, length int64) {
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
 	cp.Records, cp.BadRecords, cp.Rejected, cp.TooOld = 0, 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
-	return rebuild
 }
+
+// errTablesRecreated ends a run whose rows went partly into an index table
+// that was then dropped and created again.
+var errTablesRecreated = errors.New("ingest: an index table was re-created while rows were written")
 
 // pending is a record of the current chunk as counting needs it.
 type pending struct {
@@ -270,21 +298,24 @@ type pending struct {
 // when a lost race means the caller must reload the checkpoint and go on.
 func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, seen BlobInfo, stopBy time.Time, res *Result) (done bool, err error) {
 	length := seen.Length
-	resp, err := bc.DownloadStream(ctx, &blob.DownloadStreamOptions{
-		Range: blob.HTTPRange{Offset: cp.Offset, Count: length - cp.Offset},
-	})
-	if err = azstore.Classify(err); err != nil {
-		if errors.Is(err, azstore.ErrInvalidRange) || errors.Is(err, azstore.ErrNotFound) {
-			// The blob changed under us between listing and reading; the
-			// next trigger or CatchUp run sees its new state.
-			in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
-			res.Skipped = "blob changed while reading"
-			return true, nil
-		}
-		return false, fmt.Errorf("ingest: read blob %q from %d: %w", cp.Blob, cp.Offset, err)
-	}
-	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
+	// Bounded ranges up to the length seen, without If-Match: a long read
+	// of a blob that grows meanwhile completes (rangeReader).
+	body := &rangeReader{ctx: ctx, bc: bc, pos: cp.Offset, end: length, size: in.rangeBytes(), created: cp.CreatedOn}
 	defer body.Close()
+	changed := func(err error) (bool, error) {
+		// The blob changed under us (re-created, shrunk, deleted); the
+		// next trigger or CatchUp run sees its new state. Rows written
+		// since the last commit are the old lineage's: harmless.
+		in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
+		res.Skipped = "blob changed while reading"
+		return true, nil
+	}
+	if err := body.open(); err != nil {
+		if errors.Is(err, errBlobChanged) {
+			return changed(err)
+		}
+		return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, err)
+	}
 
 	w := in.Tables.NewWriter(in.log(), in.concurrency(), 0)
 	var enc index.Encoder
@@ -302,9 +333,21 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 	beside := countedBeside(cp.Blob)
 
 	var rejectedSoFar int64
+	// A table dropped while the chunk's rows were written took some of them
+	// along, and those of this blob's earlier commits; the writer, or Verify
+	// just before the commit, re-created it (Tables.Recover) but cannot
+	// write again what it no longer holds. Such a chunk is not committed:
+	// the caller reads the blob again from 0 (errTablesRecreated).
+	recreated := in.Tables.Recreated()
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
 			return false, err
+		}
+		if err := in.Tables.Verify(ctx); err != nil {
+			return false, err
+		}
+		if in.Tables.Recreated() != recreated {
+			return false, errTablesRecreated
 		}
 		end := p.Consumed()
 		st := w.Stats()
@@ -353,6 +396,8 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 			}
 			ok, err := flushChunk(true)
 			return ok, err
+		case errors.Is(err, errBlobChanged):
+			return changed(err)
 		default:
 			return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, azstore.Classify(err))
 		}
@@ -480,6 +525,13 @@ func (in *Ingester) concurrency() int {
 		return 8
 	}
 	return in.Concurrency
+}
+
+func (in *Ingester) rangeBytes() int64 {
+	if in.RangeBytes <= 0 {
+		return defaultRangeBytes
+	}
+	return in.RangeBytes
 }
 
 func (in *Ingester) maxReported() int {
