@@ -39,20 +39,56 @@ const xss = `<img src=x onerror=alert(1)>`
 // developer's machine skips, naming the install command.
 func browserPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("KVAUDIT_CHROMIUM"); p != "" {
+	p, missing, fail := findBrowser(os.Getenv, exec.LookPath)
+	switch {
+	case missing == "":
 		return p
+	case fail:
+		t.Fatal(missing)
+	default:
+		t.Skip(missing)
+	}
+	return ""
+}
+
+// findBrowser looks for Chromium: KVAUDIT_CHROMIUM, else chromium or
+// chromium-browser on the PATH. When there is none, missing says so and
+// how to install it, and fail is set where a skip is not allowed: CI
+// (CI set) or KVAUDIT_REQUIRE_BROWSER.
+func findBrowser(getenv func(string) string, lookPath func(string) (string, error)) (path, missing string, fail bool) {
+	if p := getenv("KVAUDIT_CHROMIUM"); p != "" {
+		return p, "", false
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+		if p, err := lookPath(name); err == nil {
+			return p, "", false
 		}
 	}
-	msg := "Chromium is not installed: the web page's browser tests need it (apt-get install -y --no-install-recommends chromium; .ci/run and make browser install it)"
-	if os.Getenv("CI") != "" || os.Getenv("KVAUDIT_REQUIRE_BROWSER") != "" {
-		t.Fatal(msg)
+	return "", "Chromium is not installed: the web page's browser tests need it (apt-get install -y --no-install-recommends chromium; .ci/run and make browser install it)",
+		getenv("CI") != "" || getenv("KVAUDIT_REQUIRE_BROWSER") != ""
+}
+
+// Without Chromium, CI fails the browser test; elsewhere it skips.
+func TestFindBrowserFailsInCI(t *testing.T) {
+	none := func(string) (string, error) { return "", exec.ErrNotFound }
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	for _, tt := range []struct {
+		env        map[string]string
+		path, fail bool
+	}{
+		{map[string]string{}, false, false},
+		{map[string]string{"CI": "true"}, false, true},
+		{map[string]string{"KVAUDIT_REQUIRE_BROWSER": "1"}, false, true},
+		{map[string]string{"CI": "true", "KVAUDIT_CHROMIUM": "/opt/chromium"}, true, false},
+	} {
+		p, missing, fail := findBrowser(env(tt.env), none)
+		if (p != "") != tt.path || fail != tt.fail || (p == "") != strings.Contains(missing, "apt-get install -y --no-install-recommends chromium") {
+			t.Errorf("%v: path %q, missing %q, fail %v", tt.env, p, missing, fail)
+		}
 	}
-	t.Skip(msg)
-	return ""
+	if p, missing, _ := findBrowser(env(nil), func(name string) (string, error) { return "/usr/bin/" + name, nil }); p != "/usr/bin/chromium" || missing != "" {
+		t.Errorf("on the PATH: %q %q", p, missing)
+	}
 }
 
 // newBrowser starts a headless Chromium that reaches nothing but
