@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,12 +24,39 @@ import (
 // without it ignores the setting, and the budget case fails as it should.
 const settingTriggerBudget = "BlobTriggerBudgetSeconds"
 
-// Two chunks: records of about 760 bytes, and a checkpoint every 4 MiB
-// (about 5 500 records, 55 Events transactions).
+// Two chunks: records of about 1.5 KB, and a checkpoint every 4 MiB (about
+// 2 800 records), so the second chunk holds about 12 Events transactions.
 const (
-	twoChunks   = 8000
-	twoChunkPad = 200
+	twoChunks   = 4000
+	twoChunkPad = 900
 )
+
+// afterCheckpoint runs fn after the n-th Events transaction acknowledged
+// once the blob's first checkpoint is: in the second chunk.
+func afterCheckpoint(e *env, n ...int64) (hits <-chan int64, fn *func()) {
+	ch := make(chan int64, len(n))
+	var f func()
+	var committed atomic.Bool
+	var seen atomic.Int64
+	events, blobs := e.tables.Name(index.TableEvents), e.tables.Name(index.TableBlobs)
+	e.table.after = func(x *exchange) {
+		if !x.Acked {
+			return
+		}
+		if x.Table() == blobs && strings.HasPrefix(x.Writes[0].RK, "c|") {
+			committed.Store(true)
+			return
+		}
+		if x.Table() == events && committed.Load() {
+			k := seen.Add(1)
+			if slices.Contains(n, k) {
+				f()
+				ch <- k
+			}
+		}
+	}
+	return ch, &f
+}
 
 // TestStorageRestartedMidIngest stops Azurite while a blob is being
 // indexed (its second chunk, after a checkpoint) and starts it again on the
@@ -61,13 +90,12 @@ func storageRestart(t *testing.T, mode string, crash bool) {
 	if err := az.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	fault := make(chan struct{})
-	eventsBatches(e, 60, func() {
+	fault, fn := afterCheckpoint(e, 5)
+	*fn = func() {
 		// Unreachable from now on, as a dead server is.
 		e.table.down.Store(true)
 		e.blobs.down.Store(true)
-		close(fault)
-	})
+	}
 	e.startHandler()
 	done := make(chan error, 1)
 	go func() {
@@ -138,7 +166,7 @@ func storageRestart(t *testing.T, mode string, crash bool) {
 	if n := e.blobLength(ctx, name); n != e.lengths[name] {
 		t.Fatalf("Azurite lost blob bytes over the restart: %d of %d (the emulator's loss; the case needs the blob intact)", n, e.lengths[name])
 	}
-	note := fmt.Sprintf("Azurite %s: lost %d of %d acknowledged index rows (%d events); checkpoint acknowledged at byte %d, %d after restart",
+	note := fmt.Sprintf("Azurite %s lost %d of %d acknowledged index rows (%d events); checkpoint acknowledged at byte %d, %d after restart",
 		mode, nLost, len(acked[index.TableEvents])+len(acked[index.TableByCaller])+len(acked[index.TableByIP])+len(acked[index.TableByObject]),
 		len(lost.events), cpAcked, cpNow)
 	e.step("%s", note)
@@ -158,7 +186,7 @@ func storageRestart(t *testing.T, mode string, crash bool) {
 		t.Fatal("the invocation in flight did not end")
 	}
 	e.settle()
-	e.finish("storage "+mode+" + restart mid-ingest", "Azurite "+mode+" after 60 Events transactions (2nd chunk), restarted on the same ports", lost, note)
+	e.finish("storage "+mode+" + restart mid-ingest", "Azurite "+mode+" at the 5th Events transaction after the first checkpoint, restarted on the same ports", lost, note)
 }
 
 func (e *env) blobLength(ctx context.Context, name string) int64 {
@@ -176,17 +204,8 @@ func TestHandlerKilledAfterCheckpoint(t *testing.T) {
 	e := newEnv(t, nil)
 	name := e.blob(0)
 	e.append(name, true, 0, twoChunks, twoChunkPad)
-	var seen atomic.Int64
-	kills := make(chan struct{}, 2)
-	events := e.tables.Name(index.TableEvents)
-	e.table.after = func(x *exchange) {
-		if x.Acked && x.Table() == events {
-			if n := seen.Add(1); n == 60 || n == 75 {
-				e.handler().kill()
-				kills <- struct{}{}
-			}
-		}
-	}
+	kills, fn := afterCheckpoint(e, 4, 9)
+	*fn = func() { e.handler().kill() }
 	for i := range 2 {
 		e.startHandler()
 		ctx, cancel := context.WithTimeout(context.Background(), invocationLimit)
@@ -201,14 +220,14 @@ func TestHandlerKilledAfterCheckpoint(t *testing.T) {
 	}
 	e.startHandler()
 	e.settle()
-	e.finish("handler SIGKILL twice, after a checkpoint", "SIGKILL at Events transactions 60 and 75 (2nd chunk); new handler each time", emulatorLoss{}, "")
+	e.finish("handler SIGKILL twice, after a checkpoint", "SIGKILL at the 4th Events transaction after the first checkpoint and the 5th of the re-invocation; new handler each time", emulatorLoss{}, "")
 }
 
 // TestRacingTriggersLong is the racing case on a blob that grows past
 // several checkpoints.
 func TestRacingTriggersLong(t *testing.T) {
 	slow(t)
-	racingTriggers(t, 60, 150)
+	racingTriggers(t, 30, 80, 2000)
 }
 
 // TestReadStalledPastTryTimeout stalls the handler's first read of a blob
@@ -258,19 +277,19 @@ func TestInvocationCutAtFunctionTimeout(t *testing.T) {
 		timeout time.Duration
 	}{
 		{"cut", 3600, 10 * time.Second},
-		{"budget", 5, 20 * time.Second},
+		{"budget", 5, 30 * time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.settings[settingTriggerBudget] = strconv.Itoa(c.budget)
 			name := e.blob(0)
-			e.append(name, true, 0, 11000, 600) // 3 chunks
+			e.append(name, true, 0, 4000, 3300) // 4 chunks of about 1 000 records
 			var slowed atomic.Bool
 			slowed.Store(true)
 			e.table.before = func(x *exchange) {
 				if slowed.Load() && len(x.Writes) > 0 {
-					time.Sleep(250 * time.Millisecond)
+					time.Sleep(time.Second)
 				}
 			}
 			e.startHandler()
@@ -294,7 +313,7 @@ func TestInvocationCutAtFunctionTimeout(t *testing.T) {
 			}
 			e.settle()
 			label := "invocation cut at functionTimeout: " + c.name
-			v := e.finish(label, fmt.Sprintf("functionTimeout %v, BlobTriggerBudgetSeconds=%d, table writes +250 ms", c.timeout, c.budget), emulatorLoss{},
+			v := e.finish(label, fmt.Sprintf("functionTimeout %v, BlobTriggerBudgetSeconds=%d, table writes +1 s", c.timeout, c.budget), emulatorLoss{},
 				fmt.Sprintf("first invocation: cut %v, checkpoint %d of %d", cut, off, e.lengths[name]))
 			if problem != "" {
 				t.Error(problem)

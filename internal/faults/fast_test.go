@@ -98,13 +98,13 @@ func TestTableDeletedMidIngest(t *testing.T) {
 // TestRacingTriggersOnGrowingBlob runs 4 BlobTrigger invocations at a time
 // on a blob that is being appended to, with CatchUp running beside them.
 func TestRacingTriggersOnGrowingBlob(t *testing.T) {
-	racingTriggers(t, 20, 60)
+	racingTriggers(t, 20, 60, 0)
 }
 
-func racingTriggers(t *testing.T, appends, per int) {
+func racingTriggers(t *testing.T, appends, per, pad int) {
 	e := newEnv(t, nil)
 	name := e.blob(0)
-	e.append(name, true, 0, per, 0)
+	e.append(name, true, 0, per, pad)
 	e.startHandler()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -132,7 +132,7 @@ func racingTriggers(t *testing.T, appends, per int) {
 	wg.Add(1)
 	go invoker(e.invokeCatchUp)
 	for i := 1; i < appends; i++ {
-		e.append(name, false, i*per, per, 0)
+		e.append(name, false, i*per, per, pad)
 		time.Sleep(100 * time.Millisecond)
 	}
 	appending.Store(false)

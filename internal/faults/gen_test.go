@@ -19,8 +19,9 @@ var (
 	genObjects = 8
 )
 
-// record is record n of vault at t; pad adds that many bytes to a property
-// (bigger records make fewer rows per MiB of blob).
+// record is record n of vault at t. pad adds that many spaces between two
+// top-level members: valid JSON the index does not keep, so that a case
+// can fill the 4 MiB between checkpoints with fewer records (and rows).
 func record(vault, prefix string, n int, t time.Time, pad int) []byte {
 	op := genOps[n%len(genOps)]
 	status, sig := 200, "OK"
@@ -28,9 +29,9 @@ func record(vault, prefix string, n int, t time.Time, pad int) []byte {
 		status, sig = 403, "Forbidden"
 	}
 	c := n % genCallers
-	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":"%s","operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":"%s","durationMs":"%d","callerIpAddress":"10.9.0.%d","correlationId":"%s-%07d","identity":{"claim":{"oid":"0000000%d-0000-0000-0000-000000000000","upn":"user%d@example.com","appid":"app-%d"}},"properties":{"id":"https://%s.vault.azure.net/secrets/s%d/v1","clientInfo":"faults%s","httpStatusCode":%d,"requestUri":"https://%s.vault.azure.net/secrets/s%d?api-version=7.4","tlsVersion":"TLS1_2"}}`+"\n",
-		t.UTC().Format("2006-01-02T15:04:05.0000000Z"), strings.ToUpper(vault), op, sig, n%900, 1+n%genIPs, prefix, n,
-		c, c, c%2, strings.ToLower(vault), n%genObjects, strings.Repeat("x", pad), status, strings.ToLower(vault), n%genObjects)
+	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":"%s","operationVersion":"7.4","category":"AuditEvent",%s"resultType":"Success","resultSignature":"%s","durationMs":"%d","callerIpAddress":"10.9.0.%d","correlationId":"%s-%07d","identity":{"claim":{"oid":"0000000%d-0000-0000-0000-000000000000","upn":"user%d@example.com","appid":"app-%d"}},"properties":{"id":"https://%s.vault.azure.net/secrets/s%d/v1","clientInfo":"faults","httpStatusCode":%d,"requestUri":"https://%s.vault.azure.net/secrets/s%d?api-version=7.4","tlsVersion":"TLS1_2"}}`+"\n",
+		t.UTC().Format("2006-01-02T15:04:05.0000000Z"), strings.ToUpper(vault), op, strings.Repeat(" ", pad), sig, n%900, 1+n%genIPs, prefix, n,
+		c, c, c%2, strings.ToLower(vault), n%genObjects, status, strings.ToLower(vault), n%genObjects)
 }
 
 // records is count records from first, a millisecond apart from the start

@@ -122,7 +122,15 @@ func newEnv(t *testing.T, az *azuritetest.Azurite) *env {
 		}
 		if t.Failed() {
 			e.dumpLogs()
+			return
 		}
+		// Keep the shared Azurite lean for the next cases.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, short := range index.AllTables {
+			_, _ = e.tables.Client(short).Delete(ctx, nil)
+		}
+		_, _ = e.cc.Delete(ctx, nil)
 	})
 	return e
 }
