@@ -6,18 +6,26 @@ STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: help build test chaos lint bench run fuzz clean
+.PHONY: help build package test chaos lint bench run fuzz clean
 
 help:
 	@echo "make run     Azurite + the handler, sample logs loaded, a query to try"
-	@echo "make test    gofmt, go vet, staticcheck, then every test with -race (starts its own Azurite)"
+	@echo "make test    make lint, then every test with -race (starts its own Azurite)"
 	@echo "make chaos   the fault suite, slow cases too (storage and handler killed, stalls, functionTimeout): about 8 min"
 	@echo "make bench   benchmarks"
 	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
-	@echo "make build   bin/handler, the binary host.json names"
+	@echo "make lint    gofmt, go vet, staticcheck, and every infra/*.bicep parsed (tree-sitter-bicep)"
+	@echo "make build   bin/handler, the binary host.json names (for this machine)"
+	@echo "make package dist/kvaudit.zip for Azure (linux/amd64, Event Grid blob trigger); prints its sha256"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/handler ./handler
+
+# The app as Azure runs it: the handler for linux/amd64, whatever this
+# machine is, and the function folders; dist/kvaudit/ is the same unpacked
+# (for func azure functionapp publish). Same commit, same bytes.
+package:
+	$(GO) run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit
 
 $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -26,11 +34,12 @@ $(AZURITE): package.json package-lock.json
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-lint: $(STATICCHECK)
+lint: $(STATICCHECK) $(AZURITE)
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tools/*')); \
 	  if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	node scripts/lint-bicep.js infra
 
 # KVAUDIT_REQUIRE_AZURITE turns a missing Azurite into a failure, not a skip.
 test: $(AZURITE) lint
@@ -56,4 +65,4 @@ run: $(AZURITE) build
 	./scripts/run-local.sh
 
 clean:
-	rm -rf bin .run
+	rm -rf bin .run dist

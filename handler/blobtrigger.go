@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 )
@@ -23,6 +26,9 @@ const maxMetadata = 1 << 20
 // invocation or a failure no retry can fix is reported in Logs with 200,
 // and the last is recorded for CatchUp.
 func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
+	// The budget counts from the request: skipping the blob content the
+	// host embeds takes time too.
+	stopBy := time.Now().Add(a.settings.BlobTriggerBudget)
 	invocationID := r.Header.Get("X-Azure-Functions-InvocationId")
 	log := a.log.With(slog.String("invocation", invocationID), slog.String("function", "BlobTrigger"))
 
@@ -43,11 +49,17 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
 	log = log.With(slog.String("blob", name))
 
-	res, err := a.ingester.IngestBlob(r.Context(), name)
+	// Stop at a checkpoint well inside the host's functionTimeout: past
+	// it the host cancels, retries and after five deliveries poisons the
+	// blob. The rest is CatchUp's (the blob is listed as unfinished).
+	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: stopBy})
 	if err != nil {
 		if azstore.IsTransient(err) || r.Context().Err() != nil {
+			// Storage down, throttling, or refusing our identity: nothing is
+			// wrong with the blob, and nothing was committed past the last
+			// checkpoint. The host's retry finds it where it was.
 			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + err.Error()}})
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(err) + ": " + err.Error()}})
 			return
 		}
 		// A retry cannot fix this one: five re-deliveries and the poison
@@ -56,14 +68,14 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		// until it changes.
 		tries, rerr := ingest.RecordFailure(r.Context(), a.tables, name, ingest.BlobInfo{Length: trig.ContentLength, ETag: trig.ETag, CreatedOn: trig.CreatedOn}, err)
 		if rerr != nil && azstore.IsTransient(rerr) {
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, storage unavailable: " + rerr.Error()}})
+			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(rerr) + ": " + rerr.Error()}})
 			return
 		}
 		log.Error("ingest failed; recorded for CatchUp", slog.Int("tries", tries), slog.String("error", err.Error()))
 		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", name, tries, err)}})
 		return
 	}
-	logs := []string{summary(res.Blob, res.Skipped, res.From, res.To, res.Length, res.Records, res.BadRecords, res.Rejected, res.Elapsed.Milliseconds())}
+	logs := []string{summary(res)}
 	for _, b := range res.Bad {
 		logs = append(logs, fmt.Sprintf("bad record skipped: blob %s byte %d: %s", b.Blob, b.Offset, b.Reason))
 	}
@@ -72,16 +84,37 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("blob indexed",
 		slog.Int64("from", res.From), slog.Int64("to", res.To), slog.Int64("length", res.Length),
-		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("rejected", res.Rejected),
+		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("tooOld", res.TooOld), slog.Int64("rejected", res.Rejected),
 		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
 		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
 }
 
-func summary(blob, skipped string, from, to, length, records, bad, rejected, ms int64) string {
-	if skipped != "" {
-		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", blob, skipped, to, length)
+// unavailable says why storage could not serve: refused access (the error
+// then names the setting to check) or unavailable.
+func unavailable(err error) string {
+	if errors.Is(err, azstore.ErrAuth) {
+		return "storage refused access or no token could be had (the host will retry)"
 	}
-	return fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
-		blob, records, from, to, length, ms, bad, rejected)
+	return "storage unavailable"
+}
+
+// summary is the first line of an invocation's Logs: what this call did.
+func summary(res ingest.Result) string {
+	if res.Skipped != "" && res.Commits == 0 {
+		return fmt.Sprintf("kvaudit: %s: %s (indexed to byte %d of %d)", res.Blob, res.Skipped, res.To, res.Length)
+	}
+	s := fmt.Sprintf("kvaudit: %s: indexed %d records from bytes %d–%d of %d in %d ms; %d bad records skipped; %d rows refused by storage",
+		res.Blob, res.Records, res.From, res.To, res.Length, res.Elapsed.Milliseconds(), res.BadRecords, res.Rejected)
+	if res.TooOld > 0 {
+		s += fmt.Sprintf("; %d records older than retention (before %s) not indexed", res.TooOld, res.RetentionCutoff.Format(time.DateOnly))
+	}
+	switch res.Skipped {
+	case "":
+	case ingest.SkippedBudget:
+		s += fmt.Sprintf("; %s (%s), the rest is continued by CatchUp", res.Skipped, config.SettingTriggerBudget)
+	default:
+		s += "; " + res.Skipped
+	}
+	return s
 }

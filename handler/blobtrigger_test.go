@@ -14,9 +14,14 @@ import (
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 )
 
 const sampleBlob = "resourceId=/SUBSCRIPTIONS/F40A1F1D-F2C6-4444-XXXX/RESOURCEGROUPS/INTEGRATION/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/TESTPERMISSIONVAULT/y=2024/m=04/d=03/h=14/m=00/PT1H.json"
+
+// keepSamples are the settings of a test of the real samples, which are of
+// 2016 and 2024: a retention that keeps them.
+var keepSamples = map[string]string{config.SettingRetentionDays: "36600"}
 
 func samples(t testing.TB) []byte {
 	t.Helper()
@@ -57,7 +62,7 @@ func TestBlobTriggerWireFormats(t *testing.T) {
 		{"string twice encoded", false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ta := newTestApp(t, nil)
+			ta := newTestApp(t, keepSamples)
 			data := samples(t)
 			ta.put(sampleBlob, data)
 
@@ -84,7 +89,7 @@ func TestBlobTriggerWireFormats(t *testing.T) {
 }
 
 func TestBlobTriggerReportsBadRecordsWith200(t *testing.T) {
-	ta := newTestApp(t, nil)
+	ta := newTestApp(t, keepSamples)
 	good := samples(t)
 	first := bytes.IndexByte(good, '\n') + 1
 	data := append(append(append([]byte(nil), good[:first]...), "{not json\n"...), good[first:]...)
@@ -157,5 +162,43 @@ func TestReadinessAndUnknownPaths(t *testing.T) {
 	status, body := ta.get("/api/audit/nothing-here")
 	if status != http.StatusNotFound || body["error"] == "" {
 		t.Fatalf("unknown API path: %d %v", status, body)
+	}
+}
+
+// A record older than RetentionDays is not indexed — the next retention
+// would delete it — but counted and reported (issue 10 item 5).
+func TestBlobTriggerSkipsRecordsOlderThanRetention(t *testing.T) {
+	ta := newTestApp(t, map[string]string{config.SettingRetentionDays: "30"})
+	now := time.Now().UTC()
+	hour := now.Truncate(time.Hour)
+	name := ingesttest.BlobName("vault7", hour)
+	// Azure Monitor's late records can be old; these two are as old as
+	// retention allows and one day older.
+	cutoff := now.Truncate(24*time.Hour).AddDate(0, 0, -30)
+	data := append(ingesttest.Record("vault7", cutoff.Add(-100*time.Nanosecond), 1), ingesttest.Record("vault7", cutoff.AddDate(0, 0, -1), 2)...)
+	data = append(data, ingesttest.Record("vault7", cutoff, 3)...)
+	data = append(data, ingesttest.Records("vault7", hour, 10, 4)...)
+	ta.put(name, data)
+
+	status, resp := ta.invoke(name, data, true, false)
+	if status != http.StatusOK || !strings.Contains(resp.Logs[0], "indexed 5 records") || !strings.Contains(resp.Logs[0], "2 records older than retention") {
+		t.Fatalf("%d %q: want 5 indexed and 2 older than retention", status, resp.Logs)
+	}
+	if n := ta.countRows(index.TableEvents); n != 5 {
+		t.Fatalf("%d event rows, want 5", n)
+	}
+	// Retention run now deletes nothing ingest wrote: the two agree on the
+	// boundary.
+	rep, err := ta.app.catchup.Retain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ta.countRows(index.TableEvents); n != 5 || rep.Deleted != 0 {
+		t.Fatalf("retention deleted %d rows, %d events left; want 0 and 5", rep.Deleted, n)
+	}
+	_, body := ta.get("/api/audit/status")
+	blobs, _ := body["blobs"].([]any)
+	if len(blobs) != 1 || blobs[0].(map[string]any)["tooOld"] != float64(2) {
+		t.Fatalf("status %v: want the blob with tooOld 2", body)
 	}
 }

@@ -42,7 +42,7 @@ func (a *app) catchUpTimer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Info("catch-up done", slog.Int("vaults", rep.Vaults), slog.Int("listed", rep.Listed), slog.Int("read", rep.Indexed),
-		slog.Int64("records", rep.Records), slog.Int64("bad", rep.BadRecords), slog.Int("parked", rep.Parked),
+		slog.Int64("records", rep.Records), slog.Int64("bad", rep.BadRecords), slog.Int64("tooOld", rep.TooOld), slog.Int("parked", rep.Parked),
 		slog.Int("failed", rep.Failed), slog.Int("left", rep.Left))
 	logs := append([]string{rep.Summary()}, rep.Errors...)
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
@@ -257,7 +257,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOUR\tVAULT\tLENGTH\tOFFSET\tLAG\tRECORDS\tBAD\tTRIES\tERROR")
+	fmt.Fprintln(tw, "HOUR\tVAULT\tLENGTH\tOFFSET\tLAG\tRECORDS\tBAD\tTOO OLD\tTRIES\tERROR")
 	for _, b := range st {
 		vault := b.Blob
 		if i := strings.Index(strings.ToUpper(vault), "/VAULTS/"); i >= 0 {
@@ -267,8 +267,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		if b.Parked {
 			errText = "parked: " + errText
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.Hour.Format("2006-01-02T15"), strings.ToLower(vault),
-			b.Length, b.Offset, b.Lag, b.Records, b.BadRecords, b.Tries, errText)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.Hour.Format("2006-01-02T15"), strings.ToLower(vault),
+			b.Length, b.Offset, b.Lag, b.Records, b.BadRecords, b.TooOld, b.Tries, errText)
 	}
 	_ = tw.Flush()
 	return 0

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 )
 
@@ -71,4 +74,100 @@ func TestCatchUpTimerFollowsAppends(t *testing.T) {
 	if len(st.Blobs) != 1 || st.Blobs[0].Offset != int64(len(data)) || st.Blobs[0].Lag != 9 || st.Blobs[0].Records != 12 || st.LagBytes != 9 {
 		t.Fatalf("status %+v", st)
 	}
+}
+
+// A blob larger than one invocation's time budget is indexed exactly once
+// across several invocations (issue 10 item 3): BlobTrigger stops at a
+// checkpoint and answers 200, and CatchUp goes on with the blob although
+// its hour is older than the hours it lists, alternating with the
+// BlobTrigger re-deliveries of the polling source.
+func TestBudgetedBlobTriggerIsContinuedByCatchUp(t *testing.T) {
+	ta := newTestApp(t, map[string]string{config.SettingCatchUpHours: "1"})
+	// Every budget is spent at the first checkpoint: one chunk of 8 KiB
+	// per invocation.
+	ta.app.settings.BlobTriggerBudget = time.Nanosecond
+	ta.app.settings.CatchUpBudget = time.Nanosecond
+	ta.app.ingester.ChunkBytes = 8 << 10
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
+	name := ingesttest.BlobName("vault5", hour)
+	const n = 150
+	data := ingesttest.Records("vault5", hour, 0, n)
+	ta.put(name, data)
+	if len(data) < 8*(8<<10) {
+		t.Fatalf("%d bytes: want a blob of many chunks", len(data))
+	}
+	offset := func() int64 {
+		cp, err := ingest.ReadCheckpoint(context.Background(), ta.app.tables, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp.Offset
+	}
+
+	status, resp := ta.invoke(name, data, true, false)
+	if status != http.StatusOK || !strings.Contains(resp.Logs[0], "continued by CatchUp") {
+		t.Fatalf("first BlobTrigger: %d %q: want 200, the rest continued by CatchUp", status, resp.Logs)
+	}
+	invocations, ticks := 1, 0
+	last := offset()
+	for i := 0; i < 200 && last < int64(len(data)); i++ {
+		if i%3 == 2 {
+			// The polling source delivers the blob again: it goes on from
+			// the checkpoint.
+			if status, resp := ta.invoke(name, data, true, false); status != http.StatusOK {
+				t.Fatalf("BlobTrigger %d: %d %q", invocations+1, status, resp.Logs)
+			}
+		} else {
+			if status, logs := ta.timer(); status != http.StatusOK {
+				t.Fatalf("CatchUp: %d %q", status, logs)
+			}
+			ticks++
+		}
+		invocations++
+		now := offset()
+		if now <= last {
+			t.Fatalf("invocation %d did not move the checkpoint (%d)", invocations, now)
+		}
+		last = now
+	}
+	if last != int64(len(data)) || invocations < 8 || ticks < 4 {
+		t.Fatalf("checkpoint %d of %d after %d invocations (%d CatchUp ticks)", last, len(data), invocations, ticks)
+	}
+	// Done: the next tick forgets the blob.
+	if status, logs := ta.timer(); status != http.StatusOK {
+		t.Fatalf("CatchUp: %d %q", status, logs)
+	}
+	if left, err := ingest.ListUnfinished(context.Background(), ta.app.tables); err != nil || len(left) != 0 {
+		t.Fatalf("unfinished blobs after the end: %v %v", left, err)
+	}
+
+	// Exactly once: every record one event row, and stats count each once.
+	ids := map[string]int{}
+	pager := ta.app.tables.Client(index.TableEvents).NewListEntitiesPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range page.Entities {
+			var row map[string]any
+			if err := json.Unmarshal(raw, &row); err != nil {
+				t.Fatal(err)
+			}
+			id, _ := row[index.PropCorrelationID].(string)
+			ids[id]++
+		}
+	}
+	rows := 0
+	for _, c := range ids {
+		rows += c
+	}
+	if len(ids) != n || rows != n {
+		t.Fatalf("%d distinct records in %d event rows, want %d and %d", len(ids), rows, n, n)
+	}
+	q := fmt.Sprintf("/api/audit/stats?vault=vault5&from=%s&to=%s", hour.Format(time.RFC3339), hour.Add(time.Hour).Format(time.RFC3339))
+	if status, body := ta.get(q); status != http.StatusOK || body["total"] != float64(n) {
+		t.Fatalf("stats: %d %v, want total %d", status, body, n)
+	}
+	t.Logf("%d bytes indexed in %d invocations, %d of them CatchUp ticks", len(data), invocations, ticks)
 }

@@ -3,13 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,15 +26,15 @@ var openAPI []byte
 // API paths, under the host's route prefix "api" and HttpQuery's route
 // "audit/{*path}".
 const (
-	apiPrefix        = "/api/audit/"
-	pathEvents       = apiPrefix + "events"
-	pathStats        = apiPrefix + "stats"
-	pathDetections   = apiPrefix + "detections"
-	pathOpenAPI      = apiPrefix + "openapi.json"
-	apiCatchAll      = apiPrefix + "{path...}"
-	paramFormat      = "format"
-	paramCode        = "code"            // the function key, as the host accepts it
-	headerFunctionKy = "x-functions-key" // likewise
+	apiPrefix         = "/api/audit/"
+	pathEvents        = apiPrefix + "events"
+	pathStats         = apiPrefix + "stats"
+	pathDetections    = apiPrefix + "detections"
+	pathOpenAPI       = apiPrefix + "openapi.json"
+	pathStatus        = apiPrefix + "status"
+	paramFormat       = "format"
+	paramCode         = "code"            // the function key, as the host accepts it
+	headerFunctionKey = "x-functions-key" // likewise
 )
 
 // Output formats of every endpoint: json is the documented envelope;
@@ -48,122 +44,30 @@ var formats = []string{"json", "ndjson", "csv"}
 // queryAPI serves GET /api/audit/… (the HttpQuery function, forwarded by
 // the host): it reads parameters and writes answers; package query does
 // the rest.
+// Who may call it is decided in front of every route: handler/front.go.
 type queryAPI struct {
 	q   *query.Querier
 	log *slog.Logger
-	// apiKey, when set, is required on every request: the handler runs
-	// standalone (no host in front to check authLevel function).
-	apiKey []byte
-	now    func() time.Time
+	now func() time.Time
 }
 
-// newQueryAPI builds the API from the settings. Behind the Functions host
-// (FUNCTIONS_CUSTOMHANDLER_PORT set) the host enforces authLevel function
-// and the handler checks nothing itself; standalone, AuditApiKey, when
-// set, is required on every request.
+// newQueryAPI builds the API from the settings.
 func newQueryAPI(s *config.Settings, tables *index.Tables, log *slog.Logger) *queryAPI {
-	a := &queryAPI{
+	return &queryAPI{
 		q:   &query.Querier{Tables: tables, Limits: query.Limits{MaxDays: s.QueryMaxDays}},
 		log: log,
 		now: time.Now,
 	}
-	if s.APIKey != "" && s.Port == 0 {
-		a.apiKey = []byte(s.APIKey)
-	}
-	return a
-}
-
-// endpoint is one route of the API.
-type endpoint struct {
-	path string
-	h    http.HandlerFunc
-}
-
-func (a *queryAPI) endpoints() []endpoint {
-	return []endpoint{
-		{pathEvents, a.events},
-		{pathStats, a.stats},
-		{pathDetections, a.detections},
-		{pathOpenAPI, a.openAPI},
-	}
-}
-
-// routes registers the API on mux. Every other path under /api/audit/
-// answers 404, and another method on a path that exists 405, both in the
-// API's JSON error shape (the mux's own answers are plain text).
-func (a *queryAPI) routes(mux *http.ServeMux) {
-	for _, e := range a.endpoints() {
-		mux.Handle("GET "+e.path, a.guard(e.h))
-	}
-	mux.Handle(apiCatchAll, a.guard(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			probe := r.Clone(r.Context())
-			probe.Method = http.MethodGet
-			if _, pattern := mux.Handler(probe); pattern != apiCatchAll {
-				w.Header().Set("Allow", http.MethodGet)
-				writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s: use GET", r.Method, r.URL.Path))
-				return
-			}
-		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API path %q; the API serves %s, %s, %s and %s",
-			truncateText(r.URL.Path, 200), pathEvents, pathStats, pathDetections, pathOpenAPI))
-	}))
-}
-
-// guard requires the API key when one is configured (standalone only).
-// The comparison is of SHA-256 digests in constant time, so neither the
-// key's content nor its length shows in the answer's timing. Answers are
-// audit data: no cache may keep them.
-func (a *queryAPI) guard(h http.HandlerFunc) http.Handler {
-	want := sha256.Sum256(a.apiKey)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if len(a.apiKey) == 0 {
-			h(w, r)
-			return
-		}
-		key := r.Header.Get(headerFunctionKy)
-		if key == "" {
-			key = r.URL.Query().Get(paramCode)
-		}
-		got := sha256.Sum256([]byte(key))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or wrong API key: send the "+config.SettingAPIKey+" value in the "+headerFunctionKy+" header or the code parameter")
-			return
-		}
-		h(w, r)
-	})
-}
-
-// checkListenAddr refuses to serve the API beyond this machine without a
-// key: standalone (no FUNCTIONS_CUSTOMHANDLER_PORT) on a non-loopback
-// address, AuditApiKey must be set. Behind the host the handler listens on
-// loopback for the host alone.
-func checkListenAddr(addr string, s *config.Settings) error {
-	if s.APIKey != "" {
-		return nil
-	}
-	host := strings.Trim(addr, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("-addr %s is not a loopback address: set %s to serve the query API beyond this machine (clients then send it as %s or ?code=)",
-		addr, config.SettingAPIKey, headerFunctionKy)
 }
 
 // values reads the query string strictly (a malformed escape is a 400,
-// not silently dropped) and takes out the handler's own parameters: the
-// output format and the function key.
+// not silently dropped) and takes out the handler's own parameter, the
+// output format. The function key (code) was taken out in front.
 func values(r *http.Request) (url.Values, string, error) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, "", &query.ParamError{Msg: "the query string is not valid URL encoding: " + err.Error()}
 	}
-	v.Del(paramCode)
 	format := "json"
 	if fs, ok := v[paramFormat]; ok {
 		if len(fs) != 1 || !contains(formats, fs[0]) {
@@ -185,15 +89,23 @@ func contains(list []string, s string) bool {
 }
 
 // fail answers err: 400 for the caller's mistake, 503 when storage is
-// unreachable (worth a retry), 500 otherwise. A caller that went away gets
-// nothing.
+// unreachable or refuses kvaudit's identity (worth a retry), 500
+// otherwise. A caller that went away gets nothing.
 func (a *queryAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *query.ParamError
+	var ae *azstore.AuthError
 	switch {
 	case errors.As(err, &pe):
 		writeError(w, http.StatusBadRequest, pe.Error())
 	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
 		a.log.Debug("query: caller went away", slog.String("path", r.URL.Path))
+	case errors.As(err, &ae):
+		// Not the caller's fault, and not for them to fix: say which
+		// setting the operator should check, without its value or the
+		// SDK's detail (that goes to the log).
+		a.log.Error("query: storage refused access", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "the index storage refused access or no token could be had; try again later. "+ae.Setting+": "+ae.Check)
 	case azstore.IsTransient(err):
 		a.log.Warn("query: storage unavailable", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 		w.Header().Set("Retry-After", "10")

@@ -55,8 +55,7 @@ func newTestApp(t testing.TB, extra map[string]string) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.routes())
-	t.Cleanup(srv.Close)
+	srv := startServer(t, a)
 	bc, err := azstore.NewBlobClient(s.Logs)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +65,18 @@ func newTestApp(t testing.TB, extra map[string]string) *testApp {
 		t.Fatal(err)
 	}
 	return &testApp{t: t, app: a, srv: srv, cc: cc}
+}
+
+// startServer serves a on a loopback port as runServe does: the same
+// server settings, the same listener.
+func startServer(t testing.TB, a *app) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = a.newServer()
+	srv.Listener = jsonErrorsListener(srv.Listener)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // put creates name as an append blob holding data.

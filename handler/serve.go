@@ -50,6 +50,8 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 			Tables:      tables,
 			Log:         log,
 			Concurrency: s.IngestConcurrency,
+			// What retention would delete is not indexed.
+			RetentionDays: s.RetentionDays,
 		},
 	}
 	a.catchup = &catchup.Runner{
@@ -65,17 +67,54 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
+// route is one thing the handler serves.
+type route struct {
+	method string // GET routes answer HEAD only where headOK says so
+	path   string
+	h      http.HandlerFunc
+	// params says the handler reads query parameters itself, and refuses
+	// those it does not know; a route without accepts none.
+	params bool
+	// headOK lets HEAD through to a GET route, answered as GET without a
+	// body; elsewhere HEAD is a 405 (see openapi.json).
+	headOK bool
+}
+
+// routeTable is every route, in the order the 404 message lists them.
+func (a *app) routeTable() []route {
+	return []route{
+		// The host probes readiness with GET /; any answer counts.
+		{method: http.MethodGet, path: "/", h: func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}, headOK: true},
+		{method: http.MethodPost, path: "/BlobTrigger", h: a.blobTrigger},
+		{method: http.MethodPost, path: "/CatchUp", h: a.catchUpTimer},
+		{method: http.MethodGet, path: pathEvents, h: a.query.events, params: true},
+		{method: http.MethodGet, path: pathStats, h: a.query.stats, params: true},
+		{method: http.MethodGet, path: pathDetections, h: a.query.detections, params: true},
+		{method: http.MethodGet, path: pathStatus, h: a.status},
+		{method: http.MethodGet, path: pathOpenAPI, h: a.query.openAPI},
+	}
+}
+
+// newServer is the HTTP server of the handler, without its listener,
+// which must be wrapped by [jsonErrorsListener].
+func (a *app) newServer() *http.Server {
+	return &http.Server{
+		Handler:           a.routes(),
+		ConnContext:       withConn,       // handler/respond.go
+		ConnState:         trackConnState, // likewise
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No Read/WriteTimeout: an invocation streams a blob of any size;
+		// the host's functionTimeout bounds it.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// routes is the handler of every request: see [front].
 func (a *app) routes() http.Handler {
-	mux := http.NewServeMux()
-	// The host probes readiness with GET /; any answer counts.
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("POST /BlobTrigger", a.blobTrigger)
-	mux.HandleFunc("POST /CatchUp", a.catchUpTimer)
-	mux.Handle("GET /api/audit/status", a.query.guard(a.status))
-	a.query.routes(mux) // GET /api/audit/…: handler/httpquery.go
-	return mux
+	return newFront(a.routeTable(), requiredKey(a.settings))
 }
 
 func runServe(args []string, stderr io.Writer) int {
@@ -98,7 +137,7 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "handler: no port: the Functions host sets %s; when running standalone pass -port N\n", config.SettingCustomPort)
 		return 2
 	}
-	if err := checkListenAddr(*addr, s); err != nil { // handler/httpquery.go
+	if err := checkListenAddr(*addr, s); err != nil { // handler/front.go
 		fmt.Fprintf(stderr, "handler: %v\n", err)
 		return 2
 	}
@@ -113,21 +152,28 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "handler: cannot listen: %v\n", err)
 		return 1
 	}
-	log.Info("listening", slog.String("addr", ln.Addr().String()),
-		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer))
-
-	srv := &http.Server{
-		Handler:           a.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No Read/WriteTimeout: an invocation streams a blob of any size;
-		// the host's functionTimeout bounds it.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	// "localhost" is whatever the resolver says: check what was bound.
+	if err := checkListenAddr(ln.Addr().(*net.TCPAddr).IP.String(), s); err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "handler: %v (-addr %s)\n", err, *addr)
+		return 2
 	}
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("hostMode", hostMode(s)),
+		slog.Bool("keyRequired", requiredKey(s) != nil),
+		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer))
+	if hostMode(s) && s.APIKey != "" {
+		log.Warn(config.SettingAPIKey + " is ignored under the Functions host: the host checks function keys, and the handler listens on loopback for the host alone")
+	}
+	for _, name := range config.UnknownAccountSettings(os.Environ()) {
+		log.Warn("setting not read: not one of the identity-based suffixes Functions defines (names are case-sensitive here)",
+			slog.String("setting", name))
+	}
+
+	srv := a.newServer()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(jsonErrorsListener(ln)) }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		log.Error("server stopped", slog.String("error", err.Error()))

@@ -61,8 +61,8 @@ kvaudit is running: handler on http://127.0.0.1:$PORT, Azurite on 127.0.0.1:1000
 Handler logs: $RUN/handler.log. Try:
 
   bin/handler parse internal/parse/testdata/sekoia-intake-formats-keyvault.jsonl | head -3
-  curl -s 'http://127.0.0.1:$PORT/api/audit/events?vault=testpermissionvault&from=2024-04-01T00:00:00Z&to=2024-04-15T00:00:00Z'
-  curl -s "http://127.0.0.1:$PORT/api/audit/stats?vault=testpermissionvault&by=operation&from=2024-04-01T00:00:00Z&to=2024-04-15T00:00:00Z"
+  curl -s 'http://127.0.0.1:$PORT/api/audit/events?vault=testpermissionvault&limit=5'
+  curl -s "http://127.0.0.1:$PORT/api/audit/stats?vault=testpermissionvault&by=operation"
   .run/devhost append -vault demovault && sleep 6 && curl -s "http://127.0.0.1:$PORT/api/audit/events?vault=demovault"
 
 Ctrl-C stops everything.

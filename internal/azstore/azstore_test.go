@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/identitytest"
 )
 
 // A SAS signature must not reach logs through a transport error.
@@ -36,19 +42,107 @@ func TestClassifyRedactsSASFromTransportErrors(t *testing.T) {
 }
 
 func TestClassifyMeanings(t *testing.T) {
+	respErr := func(status int, code string) error {
+		return &azcore.ResponseError{StatusCode: status, ErrorCode: code}
+	}
 	for _, tt := range []struct {
 		err  error
 		want error
 	}{
 		{context.Canceled, context.Canceled},
+		{respErr(404, "TableNotFound"), ErrTableNotFound},
+		{respErr(404, "TableNotFound"), ErrNotFound},
+		{respErr(404, "ResourceNotFound"), ErrNotFound},
+		{respErr(409, "TableBeingDeleted"), ErrTransient},
+		{respErr(400, "PropertyValueTooLarge"), ErrRejected},
+		{respErr(400, "EntityTooLarge"), ErrRejected},
+		{respErr(413, "RequestBodyTooLarge"), ErrRejected},
+		{respErr(403, "AuthorizationFailure"), ErrAuth}, // a role missing: retried once it is granted
+		{respErr(400, "SomethingNew"), nil},
 		{fmt.Errorf("plain"), nil},
 	} {
 		got := Classify(tt.err)
 		if tt.want != nil && !errors.Is(got, tt.want) {
 			t.Errorf("Classify(%v) = %v", tt.err, got)
 		}
-		if tt.want == nil && (errors.Is(got, ErrTransient) || errors.Is(got, ErrNotFound)) {
+		if tt.want == nil && (errors.Is(got, ErrTransient) || errors.Is(got, ErrNotFound) || errors.Is(got, ErrRejected)) {
 			t.Errorf("Classify(%v) = %v, want unclassified", tt.err, got)
 		}
+	}
+}
+
+// A 401 or 403 from the service is ErrAuth, hence worth a retry, and names
+// the account's setting and what to check.
+func TestRefusedIsAuthErrorNamingTheSetting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-ms-error-code", "AuthorizationPermissionMismatch")
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		name string
+		acct config.Account
+		want string
+	}{
+		{"key", config.Account{Setting: "AuditLogsStorage", Name: "acct", Key: config.DevAccountKey, BlobURL: srv.URL + "/acct"}, "AccountKey of AuditLogsStorage"},
+		{"sas", config.Account{Setting: "AuditLogsStorage", SAS: "sv=1&sig=SECRETSIG", BlobURL: srv.URL + "/acct"}, "SharedAccessSignature of AuditLogsStorage"},
+	} {
+		bc, err := NewBlobClient(tt.acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = bc.ServiceClient().NewContainerClient("c").GetProperties(context.Background(), nil)
+		var ae *AuthError
+		var re *azcore.ResponseError
+		if !errors.As(err, &ae) || !errors.As(err, &re) || re.ErrorCode != "AuthorizationPermissionMismatch" {
+			t.Fatalf("%s: err = %v, want an *AuthError holding the service's error", tt.name, err)
+		}
+		if !errors.Is(Classify(err), ErrAuth) || !IsTransient(err) {
+			t.Errorf("%s: %v is not ErrAuth and transient", tt.name, err)
+		}
+		if ae.Setting != "AuditLogsStorage" || !strings.Contains(ae.Check, tt.want) || strings.Contains(err.Error(), "SECRETSIG") {
+			t.Errorf("%s: %q", tt.name, err)
+		}
+	}
+	// The same from a client built elsewhere: still ErrAuth, without a setting.
+	err := Classify(&azcore.ResponseError{StatusCode: http.StatusUnauthorized})
+	if !errors.Is(err, ErrAuth) || !errors.Is(err, ErrTransient) {
+		t.Errorf("bare 401: %v", err)
+	}
+}
+
+// A managed identity that hands out no token is ErrAuth naming the
+// settings to check: a client id the app does not have, an identity
+// endpoint that does not answer.
+func TestManagedIdentityFailureIsAuthError(t *testing.T) {
+	e := identitytest.Start(t)
+	unreachable := "http://127.0.0.1:1/msi/token" // nothing listens on port 1
+	for _, tt := range []struct {
+		name, endpoint, clientID, want string
+	}{
+		{"wrong client id", e.URL, "00000000-0000-4000-8000-000000000000", "Unable to load the proper Managed Identity"},
+		{"endpoint down", unreachable, e.ClientID, "connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("IDENTITY_ENDPOINT", tt.endpoint) // azidentity reads these when built and on each request
+			t.Setenv("IDENTITY_HEADER", e.Secret)
+			acct := config.Account{Setting: "AuditIndexStorage", Identity: true, Credential: "managedidentity", ClientID: tt.clientID,
+				TableURL: "https://127.0.0.1:1/acct"} // never reached: the token comes first
+			tc, err := NewTableClient(acct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = tc.NewClient("t").GetEntity(context.Background(), "p", "r", nil)
+			var ae *AuthError
+			if !errors.As(err, &ae) || !IsTransient(err) {
+				t.Fatalf("err = %v, want an *AuthError", err)
+			}
+			if ae.Setting != "AuditIndexStorage" || !strings.Contains(ae.Check, "AuditIndexStorage__clientId") || !strings.Contains(ae.Check, "IDENTITY_ENDPOINT") ||
+				!strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v", err)
+			}
+			t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		})
 	}
 }

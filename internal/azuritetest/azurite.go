@@ -16,7 +16,9 @@
 //		…
 //	}
 //
-// Tools (the dev server behind `make run`) call Start and Stop directly.
+// Tools (the dev server behind `make run`) call Start and Stop directly, as
+// do tests needing an Azurite of their own: Options.HTTPS and Options.OAuth
+// give one over TLS that accepts bearer tokens, for identity-based access.
 package azuritetest
 
 import (
@@ -55,27 +57,47 @@ const (
 // ErrNotInstalled reports that Azurite (or the node it runs on) is missing.
 var ErrNotInstalled = errors.New("azuritetest: Azurite not installed")
 
-// Options configure Start. The zero value runs Azurite in memory.
+// Options configure Start. The zero value runs Azurite in memory, over HTTP.
 type Options struct {
 	// Location is the directory Azurite persists to; "" keeps everything in
 	// memory, lost on Stop or Restart.
 	Location string
+	// HTTPS serves the three endpoints over TLS with a certificate for
+	// 127.0.0.1 and localhost that Start makes and signs itself (ECDSA
+	// P-256, valid a week). Trust it in-process with [Azurite.HTTPClient],
+	// in a Go subprocess with SSL_CERT_FILE=[Azurite.CertFile].
+	HTTPS bool
+	// OAuth makes Azurite accept bearer tokens (`--oauth basic`) besides
+	// the account key. Azurite's basic check decodes the JWT and checks
+	// its nbf/iat/exp, an issuer starting https://sts.windows.net/ (or
+	// another Entra authority) and an audience of https://storage.azure.com
+	// or the account's service URL; it does not check the signature or any
+	// role. Azurite refuses bearer tokens over HTTP, so OAuth implies HTTPS.
+	OAuth bool
 }
 
 // Azurite is a running Azurite process. Its methods are safe for
 // concurrent use.
 type Azurite struct {
-	// Service URLs, with the account: http://127.0.0.1:<port>/devstoreaccount1.
+	// Service URLs, with the account: http://127.0.0.1:<port>/devstoreaccount1
+	// (https:// with Options.HTTPS).
 	BlobURL, QueueURL, TableURL string
 	// ConnectionString names the account, its key and the three endpoints.
 	ConnectionString string
 	// LogPath is the file receiving Azurite's stdout and stderr; Stop
 	// removes it and Restart starts a new one.
 	LogPath string
+	// CertFile is the PEM certificate Azurite serves with Options.HTTPS
+	// ("" without): the only root a client needs. It exists while Azurite
+	// runs; Stop removes it and Restart writes it again, unchanged.
+	CertFile string
 
 	root  string // module root, where node_modules lives
 	opts  Options
 	ports [3]int // blob, queue, table
+	tls   *selfSigned
+	// certDir holds cert.pem and key.pem while Azurite runs.
+	certDir string
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -109,7 +131,19 @@ func Start(opts Options) (*Azurite, error) {
 			return nil, fmt.Errorf("azuritetest: location: %w", err)
 		}
 	}
+	if opts.OAuth {
+		opts.HTTPS = true
+	}
 	a := &Azurite{root: root, opts: opts}
+	if opts.HTTPS {
+		if a.tls, err = newSelfSigned(); err != nil {
+			return nil, err
+		}
+		if a.certDir, err = os.MkdirTemp("", "azurite-tls-*"); err != nil {
+			return nil, fmt.Errorf("azuritetest: certificate directory: %w", err)
+		}
+		a.CertFile = filepath.Join(a.certDir, "cert.pem")
+	}
 	for attempt := 1; ; attempt++ {
 		if a.ports, err = freePorts(); err != nil {
 			return nil, err
@@ -120,6 +154,7 @@ func Start(opts Options) (*Azurite, error) {
 		}
 	}
 	if err != nil {
+		a.removeCertLocked()
 		return nil, err
 	}
 	a.setURLs()
@@ -184,9 +219,13 @@ func freePorts() ([3]int, error) {
 }
 
 func (a *Azurite) setURLs() {
-	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/%s", port, AccountName) }
+	scheme := "http"
+	if a.tls != nil {
+		scheme = "https"
+	}
+	url := func(port int) string { return fmt.Sprintf("%s://127.0.0.1:%d/%s", scheme, port, AccountName) }
 	a.BlobURL, a.QueueURL, a.TableURL = url(a.ports[0]), url(a.ports[1]), url(a.ports[2])
-	a.ConnectionString = "DefaultEndpointsProtocol=http;AccountName=" + AccountName +
+	a.ConnectionString = "DefaultEndpointsProtocol=" + scheme + ";AccountName=" + AccountName +
 		";AccountKey=" + AccountKey +
 		";BlobEndpoint=" + a.BlobURL +
 		";QueueEndpoint=" + a.QueueURL +
@@ -221,6 +260,18 @@ func (a *Azurite) start() error {
 		dir = os.TempDir()
 	} else {
 		args = append(args, "--location", dir)
+	}
+	if a.tls != nil {
+		certFile, keyFile, err := a.tls.write(a.certDir)
+		if err != nil {
+			log.Close()
+			os.Remove(log.Name())
+			return err
+		}
+		args = append(args, "--cert", certFile, "--key", keyFile)
+	}
+	if a.opts.OAuth {
+		args = append(args, "--oauth", "basic")
 	}
 	cmd := exec.Command(azuriteBin(a.root), args...)
 	cmd.Dir = dir
@@ -290,9 +341,10 @@ func (a *Azurite) waitReady(exited <-chan struct{}) error {
 }
 
 // Stop stops Azurite: SIGTERM to its process group, so that a persistent
-// location is saved, then SIGKILL after 10 s. It removes the log file. It
-// fails only if Azurite had already exited on its own, quoting its log. It
-// is safe to call twice; later calls do nothing and return nil.
+// location is saved, then SIGKILL after 10 s. It removes the log file and
+// an HTTPS Azurite's certificate files. It fails only if Azurite had
+// already exited on its own, quoting its log. It is safe to call twice;
+// later calls do nothing and return nil.
 func (a *Azurite) Stop() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -301,7 +353,15 @@ func (a *Azurite) Stop() error {
 		err = fmt.Errorf("%w\n--- Azurite log (tail) ---\n%s", err, a.tailLocked())
 	}
 	a.removeLogLocked()
+	a.removeCertLocked()
 	return err
+}
+
+// removeCertLocked removes the certificate files; start writes them again.
+func (a *Azurite) removeCertLocked() {
+	if a.certDir != "" {
+		os.RemoveAll(a.certDir)
+	}
 }
 
 func (a *Azurite) stopLocked() error {

@@ -15,7 +15,7 @@ package catchup
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -61,9 +61,10 @@ type Report struct {
 	Indexed    int   // blobs that had new bytes and were read
 	Records    int64 // records indexed
 	BadRecords int64
-	Parked     int // blobs skipped after MaxTries failures, until they change
-	Failed     int // blobs whose ingest failed this run
-	Left       int // blobs not reached because the budget ran out
+	TooOld     int64 // records older than retention, not indexed
+	Parked     int   // blobs skipped after MaxTries failures, until they change
+	Failed     int   // blobs whose ingest failed this run
+	Left       int   // blobs not reached because the budget ran out
 	Errors     []string
 	Retention  *RetentionReport // when this run applied retention
 }
@@ -162,21 +163,112 @@ func (r *Runner) recentBlobs(ctx context.Context, discover bool) (vaults int, bl
 	return len(prefixes), blobs, nil
 }
 
-// Run indexes what grew in the recent hours of every known vault. It stops
-// at the first checkpoint after stopBy (zero: no budget) and leaves the rest
-// to the next run. A blob whose ingest fails is recorded and, after
-// MaxTries failures, parked until its ETag changes; other blobs go on. Run
-// returns an error only when it could not list or read at all (storage
-// unreachable): a run can always be repeated.
+// unfinishedBlobs reads the list of blobs with work left (an ingest that
+// stopped on its time budget or failed, ingest.MarkUnfinished) and returns
+// it, with the blobs not among listed, oldest hour first. With prune, the
+// rows of blobs that are gone or older than retention are deleted.
+func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool) ([]ingest.Unfinished, []Blob, error) {
+	us, err := ingest.ListUnfinished(ctx, r.Tables)
+	if err != nil {
+		return nil, nil, err
+	}
+	have := make(map[string]bool, len(listed))
+	for _, b := range listed {
+		have[b.Name] = true
+	}
+	cutoff := r.retentionCutoff()
+	var more []Blob
+	for _, u := range us {
+		if have[u.Blob] {
+			continue
+		}
+		have[u.Blob] = true
+		b := Blob{Name: u.Blob}
+		if bp, ok := parse.ParseBlobPath(u.Blob); ok {
+			b.Hour = bp.Hour
+		}
+		props, err := r.Container.NewBlobClient(u.Blob).GetProperties(ctx, nil)
+		err = azstore.Classify(err)
+		gone := errors.Is(err, azstore.ErrNotFound) || (!b.Hour.IsZero() && b.Hour.Before(cutoff))
+		switch {
+		case gone && prune:
+			if err := ingest.ClearUnfinished(ctx, r.Tables, u); err != nil {
+				return nil, nil, err
+			}
+			continue
+		case gone:
+			continue
+		case err != nil:
+			return nil, nil, fmt.Errorf("catchup: unfinished blob %q: %w", u.Blob, err)
+		}
+		b.Length = deref(props.ContentLength)
+		b.ETag = string(deref(props.ETag))
+		if props.CreationTime != nil {
+			b.CreatedOn = props.CreationTime.UTC()
+		}
+		more = append(more, b)
+	}
+	sortBlobs(more)
+	return us, more, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// completed reports whether an ingest result leaves no work in its blob
+// (until it grows).
+func completed(res ingest.Result) bool {
+	switch res.Skipped {
+	case "", "up to date", "blob not found":
+		return true
+	}
+	return false
+}
+
+// Run indexes what grew in the recent hours of every known vault, then the
+// blobs of any hour with work left (a BlobTrigger or an earlier run that
+// stopped on its budget, an ingest that failed). It stops at the first
+// checkpoint after stopBy (zero: no budget) and leaves the rest to the next
+// run; the first blob it reaches always gets one chunk, so every run moves
+// forward. A blob whose ingest fails is recorded and, after MaxTries
+// failures, parked until its ETag changes; other blobs go on. Run returns
+// an error only when it could not list or read at all (storage
+// unreachable, or refusing access: azstore.ErrAuth): a run can always be
+// repeated.
 func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
 	var rep Report
 	vaults, blobs, err := r.recentBlobs(ctx, true)
 	if err != nil {
 		return rep, err
 	}
-	rep.Vaults, rep.Listed = vaults, len(blobs)
-	if err := r.ingestAll(ctx, blobs, stopBy, &rep, nil); err != nil {
+	unfinished, more, err := r.unfinishedBlobs(ctx, blobs, true)
+	if err != nil {
 		return rep, err
+	}
+	blobs = append(blobs, more...)
+	rep.Vaults, rep.Listed = vaults, len(blobs)
+	done := map[string]bool{}
+	err = r.ingestAll(ctx, blobs, stopBy, &rep, func(b Blob, res ingest.Result) {
+		if completed(res) {
+			done[b.Name] = true
+		}
+	})
+	if err != nil {
+		return rep, err
+	}
+	for _, u := range unfinished {
+		// With If-Match on the row as listed: a blob marked again since
+		// (a BlobTrigger that stopped on its budget meanwhile) stays listed.
+		if done[u.Blob] {
+			if err := ingest.ClearUnfinished(ctx, r.Tables, u); err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+		}
 	}
 	if rep.Left == 0 && (stopBy.IsZero() || r.now().Before(stopBy)) {
 		ret, err := r.retentionIfDue(ctx)
@@ -195,7 +287,7 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !stopBy.IsZero() && r.now().After(stopBy) {
+		if i > 0 && !stopBy.IsZero() && r.now().After(stopBy) {
 			rep.Left = len(blobs) - i
 			return nil
 		}
@@ -227,6 +319,13 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, azstore.ErrAuth) {
+				// The account refuses our identity, key or SAS: not this
+				// blob's fault, and every other blob would fail alike. A
+				// failure recorded now would count toward parking a blob
+				// that is fine; the next run finds them all where they were.
+				return err
+			}
 			rep.Failed++
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", b.Name, err))
 			tries, rerr := ingest.RecordFailure(ctx, r.Tables, b.Name, b.BlobInfo, err)
@@ -241,6 +340,7 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		}
 		rep.Records += res.Records
 		rep.BadRecords += res.BadRecords
+		rep.TooOld += res.TooOld
 		if progress != nil {
 			progress(b, res)
 		}
@@ -257,6 +357,9 @@ func (rep Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kvaudit catch-up: %d vaults, %d blobs listed, %d read, %d records indexed, %d bad records skipped",
 		rep.Vaults, rep.Listed, rep.Indexed, rep.Records, rep.BadRecords)
+	if rep.TooOld > 0 {
+		fmt.Fprintf(&b, ", %d records older than retention not indexed", rep.TooOld)
+	}
 	if rep.Parked > 0 {
 		fmt.Fprintf(&b, ", %d parked after repeated failures", rep.Parked)
 	}

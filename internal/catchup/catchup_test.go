@@ -3,13 +3,18 @@ package catchup
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
@@ -411,5 +416,122 @@ func TestAzuriteRestartedMidRunResumes(t *testing.T) {
 	cp, err := ingest.ReadCheckpoint(context.Background(), e.Tables, name)
 	if err != nil || cp.Records != n {
 		t.Fatalf("checkpoint records %d (%v), want %d", cp.Records, err, n)
+	}
+}
+
+// An account that refuses access is not the blob's fault: the run stops
+// with azstore.ErrAuth, naming the setting, and records no failure that
+// would count toward parking the blob.
+func TestRefusedAccessStopsTheRunAndParksNothing(t *testing.T) {
+	az := azuritetest.Require(t)
+	e := ingesttest.New(t)
+	r := runner(e)
+	name := ingesttest.BlobName("vault1", now)
+	e.Append(name, true, ingesttest.Records("vault1", now.Truncate(time.Hour), 0, 10))
+	run(t, r) // registers the vault
+	e.Append(name, false, ingesttest.Records("vault1", now.Truncate(time.Hour), 10, 5))
+
+	// Listing still works; reading the blob is refused (a key the account
+	// does not have).
+	wrongKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 64))
+	bc, err := azstore.NewBlobClient(config.Account{Setting: config.SettingLogsStorage, Name: azuritetest.AccountName, Key: wrongKey, BlobURL: az.BlobURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	containerName := e.Container.URL()[strings.LastIndex(e.Container.URL(), "/")+1:]
+	in := *e.Ingester
+	in.Container = bc.ServiceClient().NewContainerClient(containerName)
+	r.Ingester = &in
+
+	_, err = r.Run(context.Background(), time.Time{})
+	var ae *azstore.AuthError
+	if !errors.As(err, &ae) || ae.Setting != config.SettingLogsStorage {
+		t.Fatalf("Run: %v, want an azstore.AuthError for %s", err, config.SettingLogsStorage)
+	}
+	cp, err := ingest.ReadCheckpoint(context.Background(), e.Tables, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Tries != 0 || cp.LastError != "" {
+		t.Errorf("a refused read was recorded against the blob: tries %d, %q", cp.Tries, cp.LastError)
+	}
+	exactlyOnce(t, e, 10)
+}
+
+// A blob of an old hour left unfinished by a budgeted ingest is finished
+// by CatchUp even when two instances run at once, one chunk per run each:
+// every record once, counts once, and the list of unfinished blobs empty
+// at the end.
+func TestUnfinishedOldBlobFinishedByRacingRuns(t *testing.T) {
+	e := ingesttest.New(t)
+	e.Ingester.ChunkBytes = 8 << 10
+	hour := now.Truncate(time.Hour).Add(-6 * time.Hour) // not a recent hour
+	name := ingesttest.BlobName("vault1", hour)
+	const n = 120
+	data := ingesttest.Records("vault1", hour, 0, n)
+	e.Append(name, true, data)
+	spent := time.Unix(1, 0) // a budget spent before it starts: one chunk a call
+
+	res, err := e.Ingester.Ingest(context.Background(), name, ingest.Options{StopBy: spent})
+	if err != nil || res.Skipped != ingest.SkippedBudget {
+		t.Fatalf("budgeted ingest: %+v %v", res, err)
+	}
+	// Its hour is not among the recent ones: the list brings it to a run,
+	// which without a budget finishes it.
+	if rep := run(t, runner(e)); rep.Records != n-res.Records {
+		t.Fatalf("run: %+v, want the %d records left", rep, n-res.Records)
+	}
+	// Again from the start, with two racing instances on a spent budget.
+	e = ingesttest.New(t)
+	e.Ingester.ChunkBytes = 8 << 10
+	e.Append(name, true, data)
+	if _, err := e.Ingester.Ingest(context.Background(), name, ingest.Options{StopBy: spent}); err != nil {
+		t.Fatal(err)
+	}
+	offset := func() int64 {
+		cp, err := ingest.ReadCheckpoint(context.Background(), e.Tables, name)
+		if err != nil {
+			t.Error(err)
+			return -1
+		}
+		return cp.Offset
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := runner(e)
+			for i := 0; i < 100 && offset() < int64(len(data)); i++ {
+				if _, err := r.Run(context.Background(), spent); err != nil {
+					t.Errorf("Run: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := offset(); got != int64(len(data)) {
+		t.Fatalf("checkpoint at %d of %d", got, len(data))
+	}
+	run(t, runner(e)) // a run after the end forgets the blob
+	if left, err := ingest.ListUnfinished(context.Background(), e.Tables); err != nil || len(left) != 0 {
+		t.Fatalf("unfinished after the end: %+v %v", left, err)
+	}
+	exactlyOnce(t, e, n)
+	var counted int64
+	for _, row := range e.Rows(index.TableBlobs) {
+		if rk, _ := row["RowKey"].(string); len(rk) > 2 && rk[:2] == "a|" {
+			c := &index.Counts{}
+			if err := c.AddRow(row); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range c.Hours {
+				counted += h.Total
+			}
+		}
+	}
+	if counted != n {
+		t.Fatalf("counts total %d, want %d", counted, n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
@@ -23,9 +24,10 @@ type RetentionReport struct {
 	Deleted int64
 }
 
+// retentionCutoff is the oldest record time kept: ingest computes the same
+// instant (ingest.RetentionCutoff) and does not index records before it.
 func (r *Runner) retentionCutoff() time.Time {
-	days := orDefault(r.RetentionDays, 90)
-	return r.now().Truncate(24*time.Hour).AddDate(0, 0, -days)
+	return ingest.RetentionCutoff(r.now(), orDefault(r.RetentionDays, 90))
 }
 
 // Retain deletes every index row of a day before the retention window:

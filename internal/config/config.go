@@ -6,7 +6,10 @@
 // "UseDevelopmentStorage=true", which the Go SDK rejects and which is expanded
 // here to Azurite's well-known account) or identity-based, as Azure Functions
 // defines it: <NAME>__blobServiceUri or <NAME>__serviceUri,
-// <NAME>__tableServiceUri, <NAME>__credential, <NAME>__clientId.
+// <NAME>__queueServiceUri, <NAME>__tableServiceUri, <NAME>__credential,
+// <NAME>__clientId (the suffixes in [AccountSuffixes]). [Names] lists every
+// setting this package reads; [HostSettings] the ones a deployment sets for
+// the Functions host, which kvaudit does not read.
 //
 // Secrets never leave this package in logs: [Account] implements
 // slog.LogValuer and prints endpoints and the kind of credential only.
@@ -18,6 +21,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +43,80 @@ const (
 	SettingMaxBlobTries    = "MaxBlobTries"
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
+	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
 )
+
+// AccountSettings are the settings that name a storage account: each is a
+// connection string or the prefix of identity-based <NAME>__… settings.
+var AccountSettings = []string{SettingLogsStorage, SettingIndexStorage}
+
+// AccountSuffixes are the identity-based settings of an account, as Azure
+// Functions names them. kvaudit reads blobs and tables; it accepts the
+// queue endpoint because the host needs it on the trigger's connection (a
+// blob trigger with an identity connection keeps its Event Grid
+// notifications and poison messages in that account's queues).
+var AccountSuffixes = []string{
+	"__accountName",
+	"__blobServiceUri",
+	"__clientId",
+	"__credential",
+	"__queueServiceUri",
+	"__serviceUri",
+	"__tableServiceUri",
+}
+
+// HostSettings are app settings a deployment sets for the Functions host,
+// not for kvaudit: the host's own storage, by identity, and Application
+// Insights with identity authentication. kvaudit never reads them; they
+// are listed here so that a deployment template can be checked against
+// one place that knows every setting.
+var HostSettings = []string{
+	"AzureWebJobsStorage__accountName",
+	"AzureWebJobsStorage__clientId",
+	"AzureWebJobsStorage__credential",
+	"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+	"APPLICATIONINSIGHTS_CONNECTION_STRING",
+}
+
+// Names is every setting FromLookup reads, sorted: the plain settings, each
+// account setting, and each account setting with every suffix of
+// [AccountSuffixes].
+func Names() []string {
+	names := []string{
+		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
+		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
+		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
+		SettingTriggerBudget,
+	}
+	for _, a := range AccountSettings {
+		names = append(names, a)
+		for _, suf := range AccountSuffixes {
+			names = append(names, a+suf)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// UnknownAccountSettings returns the names in environ ("NAME=value" pairs,
+// as os.Environ gives them) that look like identity-based settings of an
+// account kvaudit reads but that it does not know: a misspelt or miscased
+// suffix (AuditLogsStorage__BlobServiceUri) that the host, which compares
+// names without case, would accept and kvaudit would not see.
+func UnknownAccountSettings(environ []string) []string {
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, a := range AccountSettings {
+			suffix, ok := strings.CutPrefix(name, a+"__")
+			if ok && !slices.Contains(AccountSuffixes, "__"+suffix) {
+				unknown = append(unknown, name)
+			}
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
+}
 
 // Azurite's well-known development account (public, documented by Microsoft).
 const (
@@ -73,6 +150,12 @@ type Settings struct {
 	MaxBlobTries      int           // failures before a blob is parked, default 5
 	CatchUpSchedule   string        // NCRONTAB, default every 2 minutes
 	CatchUpBudget     time.Duration // a timer run stops at a checkpoint after this, default 4 min
+	// BlobTriggerBudget: a BlobTrigger invocation stops at a checkpoint
+	// after this and leaves the rest to CatchUp, default 5 min: half of
+	// host.json's functionTimeout (10 min), leaving the other half for the
+	// 4 MiB chunk in flight when it runs out (seconds, more under
+	// throttling retries) and the host's own work.
+	BlobTriggerBudget time.Duration
 	APIKey            string        // required on /api/ when standalone and non-loopback
 	LogLevel          slog.Level    // default info
 	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
@@ -86,6 +169,10 @@ type Account struct {
 	Name     string // account name ("" when only URIs were given)
 	BlobURL  string // service endpoint, no trailing slash
 	TableURL string
+	// QueueURL is the queue endpoint when one was given or follows from a
+	// connection string. kvaudit does not use queues; the Functions host
+	// does, on the blob trigger's connection.
+	QueueURL string
 
 	// Exactly one way to authenticate is set: Key (shared key from a
 	// connection string), SAS (a connection string's SharedAccessSignature),
@@ -142,12 +229,14 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		MaxBlobTries:      5,
 		CatchUpSchedule:   "0 */2 * * * *",
 		CatchUpBudget:     4 * time.Minute,
+		BlobTriggerBudget: 5 * time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
 	}
 	var errs []error
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
+	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -185,6 +274,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingRetentionDays, &s.RetentionDays, 1, 36600},
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
 		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
+		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -199,8 +289,13 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		*in.dst = n
 	}
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
+	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
-		s.CatchUpSchedule = v
+		if err := checkSchedule(v); err != nil { // schedule.go
+			errs = append(errs, fmt.Errorf("%s=%q: %w; want a six-field NCRONTAB expression (second minute hour day month day-of-week, as 0 */2 * * * *) or a TimeSpan (00:05:00, 1.00:00:00)", SettingCatchUpSchedule, v, err))
+		} else {
+			s.CatchUpSchedule = v
+		}
 	}
 	s.APIKey = get(SettingAPIKey)
 	if v := get(SettingLogLevel); v != "" {
@@ -236,7 +331,13 @@ func validTablePrefix(v string) bool {
 }
 
 func hasAccount(name string, get func(string) string) bool {
-	for _, k := range []string{"", "__blobServiceUri", "__serviceUri", "__tableServiceUri", "__accountName"} {
+	if get(name) != "" {
+		return true
+	}
+	for _, k := range AccountSuffixes {
+		if k == "__credential" || k == "__clientId" {
+			continue // how to authenticate, not where: no account by themselves
+		}
 		if get(name+k) != "" {
 			return true
 		}
@@ -261,6 +362,7 @@ func readAccount(name string, get func(string) string) (Account, error) {
 		a.BlobURL = get(name + "__serviceUri")
 	}
 	a.TableURL = get(name + "__tableServiceUri")
+	a.QueueURL = get(name + "__queueServiceUri")
 	if acct := get(name + "__accountName"); acct != "" {
 		// Functions also accepts an account name alone for the public cloud.
 		if a.BlobURL == "" {
@@ -268,6 +370,9 @@ func readAccount(name string, get func(string) string) (Account, error) {
 		}
 		if a.TableURL == "" {
 			a.TableURL = "https://" + acct + ".table.core.windows.net"
+		}
+		if a.QueueURL == "" {
+			a.QueueURL = "https://" + acct + ".queue.core.windows.net"
 		}
 	}
 	a.Credential = strings.ToLower(get(name + "__credential"))
@@ -278,7 +383,7 @@ func readAccount(name string, get func(string) string) (Account, error) {
 	if a.Credential != "" && a.Credential != "managedidentity" {
 		return Account{}, fmt.Errorf("%s__credential=%q: the only accepted value is managedidentity (leave it unset for DefaultAzureCredential)", name, a.Credential)
 	}
-	for _, u := range []*string{&a.BlobURL, &a.TableURL} {
+	for _, u := range []*string{&a.BlobURL, &a.TableURL, &a.QueueURL} {
 		if *u == "" {
 			continue
 		}
@@ -353,6 +458,9 @@ func ParseConnectionString(cs string) (Account, error) {
 	}
 	if a.TableURL, err = endpoint("tableendpoint", "table"); err != nil {
 		return Account{}, fmt.Errorf("connection string: TableEndpoint: %w", err)
+	}
+	if a.QueueURL, err = endpoint("queueendpoint", "queue"); err != nil {
+		return Account{}, fmt.Errorf("connection string: QueueEndpoint: %w", err)
 	}
 	if a.BlobURL == "" && a.TableURL == "" {
 		return Account{}, errors.New("connection string: no AccountName and no BlobEndpoint or TableEndpoint")

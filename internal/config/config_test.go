@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func lookup(m map[string]string) func(string) (string, bool) {
@@ -33,7 +35,7 @@ func TestFromLookup(t *testing.T) {
 				if s.Index != s.Logs {
 					t.Errorf("index account should default to the logs account")
 				}
-				if s.LogsContainer != "insights-logs-auditevent" || s.TablePrefix != "kvaudit" || s.IngestConcurrency != 8 || s.QueryMaxDays != 31 {
+				if s.LogsContainer != "insights-logs-auditevent" || s.TablePrefix != "kvaudit" || s.IngestConcurrency != 8 || s.QueryMaxDays != 31 || s.BlobTriggerBudget != 5*time.Minute {
 					t.Errorf("defaults not applied: %+v", s)
 				}
 			},
@@ -85,6 +87,20 @@ func TestFromLookup(t *testing.T) {
 			wantErr: []string{"AuditLogsStorage: connection string: no AccountKey", "FUNCTIONS_CUSTOMHANDLER_PORT=\"http\"", "QueryMaxDays=\"0\"", "AuditIndexTablePrefix=\"1bad\""},
 		},
 		{
+			name: "BlobTrigger time budget",
+			env:  map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTriggerBudget: "90"},
+			check: func(t *testing.T, s *Settings) {
+				if s.BlobTriggerBudget != 90*time.Second {
+					t.Errorf("BlobTriggerBudget = %v, want 90s", s.BlobTriggerBudget)
+				}
+			},
+		},
+		{
+			name:    "BlobTrigger time budget out of range",
+			env:     map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTriggerBudget: "4"},
+			wantErr: []string{"BlobTriggerBudgetSeconds=\"4\": want a whole number from 5 to 3600"},
+		},
+		{
 			name:    "malformed connection string",
 			env:     map[string]string{SettingLogsStorage: "this is not one"},
 			wantErr: []string{"AuditLogsStorage: connection string: a part has no '='"},
@@ -133,5 +149,95 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	_, err = FromLookup(lookup(map[string]string{SettingLogsStorage: "AccountKey=" + key}))
 	if err == nil || strings.Contains(err.Error(), key) {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// Every identity-based setting a Flex Consumption deployment sets on the
+// trigger's connection is accepted, the queue endpoint included (the host
+// uses it; kvaudit keeps it and does not warn about it).
+func TestIdentityAccountWithQueueEndpoint(t *testing.T) {
+	env := map[string]string{
+		SettingLogsStorage + "__blobServiceUri":    "https://logs.blob.core.windows.net",
+		SettingLogsStorage + "__queueServiceUri":   "https://logs.queue.core.windows.net/",
+		SettingLogsStorage + "__credential":        "managedidentity",
+		SettingLogsStorage + "__clientId":          "cid",
+		SettingIndexStorage + "__blobServiceUri":   "https://idx.blob.core.windows.net",
+		SettingIndexStorage + "__tableServiceUri":  "https://idx.table.core.windows.net",
+		SettingIndexStorage + "__credential":       "managedidentity",
+		SettingIndexStorage + "__clientId":         "cid",
+		"AzureWebJobsStorage__accountName":         "hoststorage",
+		SettingLogsStorage + "__bogus":             "x",
+		SettingIndexStorage + "__TableServiceUri":  "x",
+		"AuditLogsStorageX__blobServiceUri":        "x",
+		SettingLogsStorage + "__queueServiceUri=x": "not a name pair",
+	}
+	s, err := FromLookup(lookup(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Logs.QueueURL != "https://logs.queue.core.windows.net" || s.Logs.ClientID != "cid" || s.Logs.Credential != "managedidentity" {
+		t.Errorf("logs = %+v", s.Logs)
+	}
+	if s.Index.TableURL != "https://idx.table.core.windows.net" || s.Index.QueueURL != "" {
+		t.Errorf("index = %+v", s.Index)
+	}
+	var environ []string
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	got := UnknownAccountSettings(environ)
+	want := []string{SettingIndexStorage + "__TableServiceUri", SettingLogsStorage + "__bogus"}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnknownAccountSettings = %q, want %q", got, want)
+	}
+}
+
+func TestQueueEndpointFromConnectionString(t *testing.T) {
+	s, err := FromLookup(lookup(map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Logs.QueueURL != "http://127.0.0.1:10001/devstoreaccount1" {
+		t.Errorf("QueueURL = %q", s.Logs.QueueURL)
+	}
+	a, err := ParseConnectionString("DefaultEndpointsProtocol=https;AccountName=logs;AccountKey=a2V5;EndpointSuffix=core.windows.net")
+	if err != nil || a.QueueURL != "https://logs.queue.core.windows.net" {
+		t.Errorf("QueueURL = %q, %v", a.QueueURL, err)
+	}
+}
+
+// Names is what a deployment template is checked against: it must hold
+// every setting FromLookup asks for, and nothing it does not.
+func TestNamesAreWhatFromLookupReads(t *testing.T) {
+	asked := map[string]bool{}
+	for _, env := range []map[string]string{
+		{},
+		{SettingLogsStorage: "UseDevelopmentStorage=true"},
+		{SettingLogsStorage + "__serviceUri": "https://l.blob.core.windows.net", SettingIndexStorage + "__accountName": "i"},
+	} {
+		_, _ = FromLookup(func(k string) (string, bool) {
+			asked[k] = true
+			v, ok := env[k]
+			return v, ok
+		})
+	}
+	names := Names()
+	if !slices.IsSorted(names) {
+		t.Errorf("Names not sorted: %q", names)
+	}
+	for k := range asked {
+		if !slices.Contains(names, k) {
+			t.Errorf("FromLookup reads %s, which Names does not list", k)
+		}
+	}
+	for _, n := range names {
+		if !asked[n] {
+			t.Errorf("Names lists %s, which FromLookup never reads", n)
+		}
+	}
+	for _, h := range HostSettings {
+		if slices.Contains(names, h) {
+			t.Errorf("%s is both the host's and kvaudit's", h)
+		}
 	}
 }

@@ -14,15 +14,11 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 )
 
 // The slow cases: `make chaos` runs them (KVAUDIT_CHAOS=1).
-
-// settingTriggerBudget is the BlobTrigger time budget the budget work adds
-// to package config (config.SettingTriggerBudget once merged); a handler
-// without it ignores the setting, and the budget case fails as it should.
-const settingTriggerBudget = "BlobTriggerBudgetSeconds"
 
 // Two chunks: records of about 1.5 KB, and a checkpoint every 4 MiB (about
 // 2 800 records), so the second chunk holds about 12 Events transactions.
@@ -282,7 +278,7 @@ func TestInvocationCutAtFunctionTimeout(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.settings[settingTriggerBudget] = strconv.Itoa(c.budget)
+			e.settings[config.SettingTriggerBudget] = strconv.Itoa(c.budget)
 			name := e.blob(0)
 			e.append(name, true, 0, 4000, 3300) // 4 chunks of about 1 000 records
 			var slowed atomic.Bool

@@ -23,6 +23,15 @@ const (
 // HourLayout is the hour part of aggregate keys.
 const HourLayout = "2006010215"
 
+// BlobHourMargin is how far from its blob's hour a record may be and still
+// be counted by stats from the blob's partition: Azure Monitor appends late
+// records to a later hour's blob, and the previous hour's blob can still
+// grow after the hour has passed (HAZARDS 4). Stats reads the blob
+// partitions of a vault this far either side of its window; ingest counts a
+// record farther away (or of another vault, or in a blob whose path names
+// no vault and hour) in a row of its own, where stats reads it.
+const BlobHourMargin = 3 * time.Hour
+
 // Counts are the aggregates of some records: per vault and hour of record
 // time, a total and a count per key of each dimension. Counts are written
 // beside a blob's checkpoint, in the same transaction, so a re-read of the

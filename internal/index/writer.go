@@ -3,11 +3,14 @@ package index
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
@@ -27,8 +30,9 @@ type Tables struct {
 	svc    *aztables.ServiceClient
 	prefix string
 
-	mu      sync.Mutex
-	ensured bool
+	mu        sync.Mutex
+	ensured   bool
+	recreated atomic.Int64
 }
 
 // NewTables names the index tables prefix+TableEvents … in svc. It does no
@@ -47,29 +51,126 @@ func (t *Tables) Client(short string) *aztables.Client { return t.svc.NewClient(
 var AllTables = []string{TableEvents, TableByCaller, TableByIP, TableByObject, TableBlobs}
 
 // Ensure creates the index tables; one that exists already is success. After
-// one success it returns nil at once; after a failure the next call tries
-// again.
+// one success it returns nil at once, until a write finds a table missing
+// (see Recover); after a failure the next call tries again.
 func (t *Tables) Ensure(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ensured {
 		return nil
 	}
+	_, err := t.createAll(ctx)
+	if err == nil {
+		t.ensured = true
+	}
+	return err
+}
+
+// createAll creates every index table and says how many did not exist.
+func (t *Tables) createAll(ctx context.Context) (created int, err error) {
 	for _, short := range AllTables {
 		_, err := t.svc.CreateTable(ctx, t.Name(short), nil)
-		if err = azstore.Classify(err); err != nil && !errors.Is(err, azstore.ErrExists) {
-			return fmt.Errorf("index: cannot create table %q: %w", t.Name(short), err)
+		err = azstore.Classify(err)
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, azstore.ErrExists):
+			return created, fmt.Errorf("index: cannot create table %q: %w", t.Name(short), err)
 		}
+	}
+	return created, nil
+}
+
+// Recover is what a write does when storage answers that a table does not
+// exist (azstore.ErrTableNotFound): it forgets that the tables were ensured
+// and creates every missing one again — storage that lost one table may
+// have lost them all. Its error, if any, is the storage's (a table still
+// being deleted is transient). Safe to call concurrently and repeatedly.
+//
+// The rows a re-created table held are gone: Recreated lets a writer see
+// that this happened while it was writing, and write its rows again.
+func (t *Tables) Recover(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ensured = false
+	created, err := t.createAll(ctx)
+	t.recreated.Add(int64(created))
+	if err != nil {
+		return err
 	}
 	t.ensured = true
 	return nil
+}
+
+// Verify lists the index tables (one request) and, when any is missing,
+// creates it again through Recover, which Recreated then shows. A writer
+// calls it before moving a checkpoint past rows it wrote: a table dropped
+// after the last write into it is otherwise noticed only by the next one.
+func (t *Tables) Verify(ctx context.Context) error {
+	// Table names are case-insensitive but stored as created; every index
+	// table sorts between prefix and prefix+"~" in either case.
+	filter := fmt.Sprintf("TableName ge %s and TableName lt %s", ODataString(t.prefix), ODataString(t.prefix+"~"))
+	pager := t.svc.NewListTablesPager(&aztables.ListTablesOptions{Filter: &filter})
+	seen := map[string]bool{}
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("index: list tables: %w", azstore.Classify(err))
+		}
+		for _, tp := range page.Tables {
+			if tp.Name != nil {
+				seen[strings.ToLower(*tp.Name)] = true
+			}
+		}
+	}
+	for _, short := range AllTables {
+		if !seen[strings.ToLower(t.Name(short))] {
+			return t.Recover(ctx)
+		}
+	}
+	return nil
+}
+
+// Recreated counts the tables Recover found missing and created again since
+// NewTables. A writer that reads a different count after writing than
+// before may have written rows into a table that was then dropped.
+func (t *Tables) Recreated() int64 { return t.recreated.Load() }
+
+// maxRecovers bounds how often one operation re-creates a missing table
+// before it gives up with a transient error (the host retries later).
+const maxRecovers = 3
+
+// Retry runs op; when op's error is azstore.ErrTableNotFound it calls
+// Recover and runs op again, up to a bound. An op that still finds its
+// table missing returns an error that is also azstore.ErrTransient, so the
+// invocation fails in a way the host retries: a missing table never turns
+// into a skipped write. op must be safe to repeat (an upsert, or a write
+// with its own If-Match). log (nil: slog.Default) says when a table was
+// found missing.
+func (t *Tables) Retry(ctx context.Context, log *slog.Logger, op func() error) error {
+	for i := 0; ; i++ {
+		err := op()
+		if !errors.Is(err, azstore.ErrTableNotFound) {
+			return err
+		}
+		if i == maxRecovers {
+			return fmt.Errorf("%w: still missing after creating it %d times: %w", azstore.ErrTransient, maxRecovers, err)
+		}
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("index: table missing; creating the index tables again", slog.String("error", err.Error()))
+		if rerr := t.Recover(ctx); rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // WriteStats counts what a Writer did.
 type WriteStats struct {
 	Entities     int64 // entities written
 	Transactions int64 // entity-group transactions submitted (singles included)
-	Rejected     int64 // entities the service refused even alone (skipped)
+	Rejected     int64 // entities the service refused even alone as invalid (skipped)
 }
 
 // Writer upserts rows in entity-group transactions: it groups entities by
@@ -239,10 +340,19 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// write submits one group. A transaction the service refuses for a reason
-// other than being unreachable is retried entity by entity, so one entity
-// the service will not take costs that entity alone, never its neighbours.
+// write submits one group. A transaction that fails is written again
+// entity by entity, so that one entity the service will never take
+// (azstore.ErrRejected: too large, an invalid property) costs that entity
+// alone, never its neighbours; each such entity is logged by its keys and
+// the service's error code. Any other failure fails the write: a missing
+// table is created again and the group rewritten (Tables.Retry), and what
+// remains (unreachable, throttled, access refused) is returned, so no row is
+// skipped for the storage's state.
 func (w *Writer) write(ctx context.Context, g *group) error {
+	return w.tables.Retry(ctx, w.log, func() error { return w.writeOnce(ctx, g) })
+}
+
+func (w *Writer) writeOnce(ctx context.Context, g *group) error {
 	client := w.tables.Client(g.key.table)
 	_, err := client.SubmitTransaction(ctx, g.actions, nil)
 	w.count(0, 1, 0)
@@ -256,23 +366,30 @@ func (w *Writer) write(ctx context.Context, g *group) error {
 	if azstore.IsTransient(err) {
 		return fmt.Errorf("index: write %d rows to %s partition %q: %w", len(g.actions), w.tables.Name(g.key.table), g.key.pk, azstore.Classify(err))
 	}
+	// A failed transaction answers 202 with the inner failure in its body,
+	// which the SDK does not surface: single writes name the cause.
 	for _, a := range g.actions {
 		_, err := client.UpsertEntity(ctx, a.Entity, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
 		w.count(0, 1, 0)
+		err = azstore.Classify(err)
 		switch {
 		case err == nil:
 			w.count(1, 0, 0)
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case azstore.IsTransient(err):
-			return fmt.Errorf("index: write row to %s: %w", w.tables.Name(g.key.table), azstore.Classify(err))
-		default:
+		case errors.Is(err, azstore.ErrRejected):
 			w.count(0, 0, 1)
-			w.log.Warn("index: row refused by storage, skipped",
+			var keys struct{ PartitionKey, RowKey string }
+			_ = json.Unmarshal(a.Entity, &keys)
+			w.log.Warn("index: row refused by storage as invalid, skipped",
 				slog.String("table", w.tables.Name(g.key.table)),
-				slog.String("partition", g.key.pk),
+				slog.String("partition", keys.PartitionKey),
+				slog.String("row", keys.RowKey),
+				slog.String("code", azstore.ErrorCode(err)),
 				slog.Int("bytes", len(a.Entity)),
 				slog.String("error", err.Error()))
+		default:
+			return fmt.Errorf("index: write row to %s partition %q: %w", w.tables.Name(g.key.table), g.key.pk, err)
 		}
 	}
 	return nil

@@ -31,6 +31,7 @@ type Checkpoint struct {
 	CreatedOn  time.Time    // blob creation time: a new one means a new blob
 	Records    int64        // records indexed in this lineage
 	BadRecords int64        // records skipped as malformed
+	TooOld     int64        // records older than the retention cutoff, not indexed
 	Rejected   int64        // rows the service refused (skipped)
 	Tries      int          // consecutive failed attempts
 	LastError  string
@@ -180,6 +181,14 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		resp, err := client.GetEntity(ctx, pk, rk, nil)
 		err = azstore.Classify(err)
 		switch {
+		case errors.Is(err, azstore.ErrTableNotFound):
+			// Storage lost the Blobs table, and with it this checkpoint
+			// and its counts: create it again and let the caller reload,
+			// which finds no checkpoint and reads the blob from 0.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
 		case err == nil && (!cp.exists || resp.ETag != cp.etag):
 			return errLostRace
 		case errors.Is(err, azstore.ErrNotFound) && cp.exists:
@@ -188,8 +197,15 @@ func commit(ctx context.Context, t *index.Tables, cp *Checkpoint) error {
 		return fmt.Errorf("ingest: write checkpoint of %q: %w", cp.Blob, azstore.Classify(txErr))
 	}
 	resp, err := client.GetEntity(ctx, pk, rk, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, azstore.Classify(err))
+	if err = azstore.Classify(err); err != nil {
+		if errors.Is(err, azstore.ErrTableNotFound) {
+			// Dropped right after our commit: as above.
+			if rerr := t.Recover(ctx); rerr != nil {
+				return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, rerr)
+			}
+			return errLostRace
+		}
+		return fmt.Errorf("ingest: re-read checkpoint of %q: %w", cp.Blob, err)
 	}
 	cp.exists, cp.etag = true, resp.ETag
 	cp.staleCounts, cp.touched = nil, nil
@@ -213,6 +229,8 @@ type checkpointRow struct {
 	RecordsType  string `json:"Records@odata.type,omitempty"`
 	BadRecords   int64  `json:"BadRecords,string"`
 	BadType      string `json:"BadRecords@odata.type,omitempty"`
+	TooOld       int64  `json:"TooOld,string"`
+	TooOldType   string `json:"TooOld@odata.type,omitempty"`
 	Rejected     int64  `json:"Rejected"`
 	Tries        int    `json:"Tries"`
 	LastError    string `json:"LastError"`
@@ -235,6 +253,7 @@ func newCheckpointRow(pk, rk string, cp *Checkpoint) checkpointRow {
 		CreatedOn: cp.CreatedOn.UTC().Format(time.RFC3339Nano),
 		Records:   cp.Records, RecordsType: edmInt64,
 		BadRecords: cp.BadRecords, BadType: edmInt64,
+		TooOld: cp.TooOld, TooOldType: edmInt64,
 		Rejected:  cp.Rejected,
 		Tries:     cp.Tries,
 		LastError: errText,
@@ -251,6 +270,7 @@ func (r checkpointRow) into(cp *Checkpoint) {
 	cp.CreatedOn, _ = time.Parse(time.RFC3339Nano, r.CreatedOn)
 	cp.Records = r.Records
 	cp.BadRecords = r.BadRecords
+	cp.TooOld = r.TooOld
 	cp.Rejected = r.Rejected
 	cp.Tries = r.Tries
 	cp.LastError = r.LastError
@@ -311,11 +331,13 @@ func RegisterVaultPrefix(ctx context.Context, t *index.Tables, prefix string) er
 	if err != nil {
 		return err
 	}
-	_, err = t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
-	if err != nil {
-		return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
-	}
-	return nil
+	return t.Retry(ctx, nil, func() error {
+		_, err := t.Client(index.TableBlobs).UpsertEntity(ctx, body, nil)
+		if err != nil {
+			return fmt.Errorf("ingest: register vault %q: %w", prefix, azstore.Classify(err))
+		}
+		return nil
+	})
 }
 
 // KnownVaultPrefixes lists the vault prefixes of every blob ever indexed.
@@ -366,11 +388,23 @@ func ReadCheckpoint(ctx context.Context, t *index.Tables, name string) (*Checkpo
 }
 
 // RecordFailure counts one more failed attempt at blob name and keeps the
-// error, so that a blob that keeps failing can be parked until it changes.
-// It touches only Tries, LastError and BlobETag, with If-Match: when
-// another writer moved the checkpoint meanwhile, nothing is written and the
-// returned tries is 0.
+// error, so that a blob that keeps failing can be parked until it changes,
+// and lists the blob as unfinished, so that CatchUp tries it again
+// whatever its hour. It touches only Tries, LastError and BlobETag, with
+// If-Match: when another writer moved the checkpoint meanwhile, nothing is
+// written and the returned tries is 0.
 func RecordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
+	err = t.Retry(ctx, nil, func() error {
+		if err := MarkUnfinished(ctx, t, name, "failed: "+cause.Error()); err != nil {
+			return err
+		}
+		tries, err = recordFailure(ctx, t, name, info, cause)
+		return err
+	})
+	return tries, err
+}
+
+func recordFailure(ctx context.Context, t *index.Tables, name string, info BlobInfo, cause error) (tries int, err error) {
 	cp, err := ReadCheckpoint(ctx, t, name)
 	if err != nil {
 		return 0, err

@@ -1,9 +1,9 @@
 // Package ingest indexes Key Vault audit blobs: for one blob it reads the
-// bytes past its checkpoint by ranged download, parses the complete records,
-// writes their rows through package index and moves the checkpoint, chunk by
-// chunk. It knows blobs and checkpoints; parsing is package parse's, keys
-// and rows are package index's, and it knows nothing of HTTP or the
-// Functions host.
+// bytes past its checkpoint by bounded ranged downloads, parses the
+// complete records, writes their rows through package index and moves the
+// checkpoint, chunk by chunk. It knows blobs and checkpoints; parsing is
+// package parse's, keys and rows are package index's, and it knows nothing
+// of HTTP or the Functions host.
 //
 // # Exactly once
 //
@@ -43,9 +43,40 @@ type Ingester struct {
 	// ChunkBytes is how much blob input is indexed between checkpoints
 	// (default 4 MiB). It bounds memory and the work redone after a crash.
 	ChunkBytes int64
+	// RangeBytes is how much one ranged GET of the blob asks for (default
+	// 4 MiB).
+	RangeBytes int64
 	// MaxReported bounds the bad records listed in a Result (default 20);
 	// all are counted and logged.
 	MaxReported int
+	// RetentionDays, when above 0, is the index's retention (the setting
+	// RetentionDays): a record older than RetentionCutoff would be deleted
+	// by the next retention run, so it is not indexed but counted
+	// (Result.TooOld, Checkpoint.TooOld). Zero indexes every record, for
+	// tests of old fixtures and tools that want them all.
+	RetentionDays int
+	// Now is the clock of the retention cutoff (default time.Now).
+	Now func() time.Time
+}
+
+// RetentionCutoff is the oldest record time an index with days of
+// retention keeps at now: midnight UTC, days before today. Retention
+// deletes the rows of records before it (whole days) and ingest does not
+// index them, so the two agree to the 100 ns.
+func RetentionCutoff(now time.Time, days int) time.Time {
+	return now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+}
+
+// cutoff is the Ingester's retention cutoff now; zero when it keeps all.
+func (in *Ingester) cutoff() time.Time {
+	if in.RetentionDays <= 0 {
+		return time.Time{}
+	}
+	now := time.Now
+	if in.Now != nil {
+		now = in.Now
+	}
+	return RetentionCutoff(now(), in.RetentionDays)
 }
 
 // Result says what one IngestBlob call did.
@@ -56,12 +87,15 @@ type Result struct {
 	Records    int64 // records indexed by this call
 	BadRecords int64 // malformed records skipped by this call
 	Bad        []parse.RecordError
-	Rejected   int64 // rows the service refused
-	Entities   int64 // rows written (upserted), counts rows excluded
-	Commits    int   // checkpoints written
-	Races      int   // commits lost to another writer and reconciled
-	Skipped    string
-	Elapsed    time.Duration
+	TooOld     int64 // records older than the retention cutoff, not indexed
+	// RetentionCutoff is the oldest record time indexed (zero: no limit).
+	RetentionCutoff time.Time
+	Rejected        int64 // rows the service refused
+	Entities        int64 // rows written (upserted), counts rows excluded
+	Commits         int   // checkpoints written
+	Races           int   // commits lost to another writer and reconciled
+	Skipped         string
+	Elapsed         time.Duration
 }
 
 const maxRaces = 16
@@ -78,7 +112,9 @@ type Options struct {
 	// then reads up to that length without asking again.
 	Blob *BlobInfo
 	// StopBy, when set, ends the call at the first checkpoint after it, so
-	// a timer run stops cleanly inside its time limit.
+	// an invocation stops cleanly inside its time limit. A call that stops
+	// so lists the blob as unfinished (MarkUnfinished): CatchUp goes on
+	// with it whatever its hour.
 	StopBy time.Time
 }
 
@@ -102,6 +138,7 @@ func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error)
 func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res Result, err error) {
 	start := time.Now()
 	res.Blob = name
+	res.RetentionCutoff = in.cutoff()
 	defer func() { res.Elapsed = time.Since(start) }()
 
 	if err := in.Tables.Ensure(ctx); err != nil {
@@ -127,6 +164,9 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 		fresh = true
 	}
 
+	// reread is set when an index table was re-created while this blob was
+	// read: the rows its earlier commits put there may be gone with it.
+	reread := false
 	for races := 0; ; races++ {
 		cp, err := loadCheckpoint(ctx, in.Tables, name)
 		if err != nil {
@@ -152,7 +192,16 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			res.Skipped = "blob changed while reading"
 			return res, nil
 		}
-		if in.reconcileLineage(cp, created, length) && cp.exists {
+		rebuild := in.reconcileLineage(cp, created, length)
+		if reread && cp.exists && cp.Offset > 0 {
+			in.readAgainFromZero(cp, "an index table was re-created while the blob was read", length)
+			rebuild = true
+			// This call now indexes the blob from 0: say so, without
+			// counting twice what it had committed.
+			res.From, res.Records, res.BadRecords = 0, 0, 0
+		}
+		reread = false
+		if rebuild && cp.exists {
 			// Same lineage read again from 0: the counts rows it has are
 			// deleted in the first commit's transaction, atomically with
 			// the checkpoint, so counts can lag but never double.
@@ -179,6 +228,15 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", name, races)
 		}
 		done, err := in.run(ctx, bc, cp, BlobInfo{Length: length, ETag: info.ETag}, opt.StopBy, &res)
+		if errors.Is(err, errTablesRecreated) {
+			reread = true
+			err = nil
+		}
+		if err == nil && res.Skipped == SkippedBudget {
+			// After the checkpoint: a crash in between leaves the blob to
+			// the next delivery, or to CatchUp's recent hours.
+			err = MarkUnfinished(ctx, in.Tables, name, SkippedBudget)
+		}
 		if err != nil || done {
 			return res, err
 		}
@@ -209,19 +267,30 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	default:
 		return false
 	}
+	in.readAgainFromZero(cp, reason, length)
+	return rebuild
+}
+
+// readAgainFromZero resets cp to the start of its blob, for reason.
+func (in *Ingester) readAgainFromZero(cp *Checkpoint, reason string, length int64) {
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
 	cp.Offset, cp.Format = 0, parse.FormatUnknown
-	cp.Records, cp.BadRecords, cp.Rejected = 0, 0, 0
+	cp.Records, cp.BadRecords, cp.Rejected, cp.TooOld = 0, 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
-	return rebuild
 }
+
+// errTablesRecreated ends a run whose rows went partly into an index table
+// that was then dropped and created again.
+var errTablesRecreated = errors.New("ingest: an index table was re-created while rows were written")
 
 // pending is a record of the current chunk as counting needs it.
 type pending struct {
 	offset int64
-	bad    bool
+	bad    bool // malformed: skipped
+	old    bool // older than the retention cutoff: not indexed
+	own    bool // counted in a row of its own (ownCounts), not the blob's
 	tally  index.Tally
 }
 
@@ -229,21 +298,24 @@ type pending struct {
 // when a lost race means the caller must reload the checkpoint and go on.
 func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, seen BlobInfo, stopBy time.Time, res *Result) (done bool, err error) {
 	length := seen.Length
-	resp, err := bc.DownloadStream(ctx, &blob.DownloadStreamOptions{
-		Range: blob.HTTPRange{Offset: cp.Offset, Count: length - cp.Offset},
-	})
-	if err = azstore.Classify(err); err != nil {
-		if errors.Is(err, azstore.ErrInvalidRange) || errors.Is(err, azstore.ErrNotFound) {
-			// The blob changed under us between listing and reading; the
-			// next trigger or CatchUp run sees its new state.
-			in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
-			res.Skipped = "blob changed while reading"
-			return true, nil
-		}
-		return false, fmt.Errorf("ingest: read blob %q from %d: %w", cp.Blob, cp.Offset, err)
-	}
-	body := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3})
+	// Bounded ranges up to the length seen, without If-Match: a long read
+	// of a blob that grows meanwhile completes (rangeReader).
+	body := &rangeReader{ctx: ctx, bc: bc, pos: cp.Offset, end: length, size: in.rangeBytes(), created: cp.CreatedOn}
 	defer body.Close()
+	changed := func(err error) (bool, error) {
+		// The blob changed under us (re-created, shrunk, deleted); the
+		// next trigger or CatchUp run sees its new state. Rows written
+		// since the last commit are the old lineage's: harmless.
+		in.log().Warn("ingest: blob changed while reading, left for the next run", slog.String("blob", cp.Blob), slog.String("error", err.Error()))
+		res.Skipped = "blob changed while reading"
+		return true, nil
+	}
+	if err := body.open(); err != nil {
+		if errors.Is(err, errBlobChanged) {
+			return changed(err)
+		}
+		return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, err)
+	}
 
 	w := in.Tables.NewWriter(in.log(), in.concurrency(), 0)
 	var enc index.Encoder
@@ -257,10 +329,25 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		chunkBytes = 4 << 20
 	}
 
+	cutoff := res.RetentionCutoff
+	beside := countedBeside(cp.Blob)
+
 	var rejectedSoFar int64
+	// A table dropped while the chunk's rows were written took some of them
+	// along, and those of this blob's earlier commits; the writer, or Verify
+	// just before the commit, re-created it (Tables.Recover) but cannot
+	// write again what it no longer holds. Such a chunk is not committed:
+	// the caller reads the blob again from 0 (errTablesRecreated).
+	recreated := in.Tables.Recreated()
 	flushChunk := func(final bool) (bool, error) {
 		if err := w.Flush(ctx); err != nil {
 			return false, err
+		}
+		if err := in.Tables.Verify(ctx); err != nil {
+			return false, err
+		}
+		if in.Tables.Recreated() != recreated {
+			return false, errTablesRecreated
 		}
 		end := p.Consumed()
 		st := w.Stats()
@@ -276,14 +363,26 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 		err := p.Next(&rec)
 		var rerr *parse.RecordError
 		switch {
+		case err == nil && rec.Time.Before(cutoff):
+			// Retention would delete it at its next run.
+			chunk = append(chunk, pending{offset: rec.Offset, old: true})
 		case err == nil:
 			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
+			pr := pending{offset: rec.Offset, tally: index.TallyOf(&rec)}
+			if !beside(pr.tally.Key) {
+				pr.own = true
+				own, err := ownCounts(cp.SourceID(), rec.Offset, pr.tally)
+				if err != nil {
+					return false, err
+				}
+				rows = append(rows, own...)
+			}
 			for _, r := range rows {
 				if err := w.Add(ctx, r); err != nil {
 					return false, err
 				}
 			}
-			chunk = append(chunk, pending{offset: rec.Offset, tally: index.TallyOf(&rec)})
+			chunk = append(chunk, pr)
 		case errors.As(err, &rerr):
 			chunk = append(chunk, pending{offset: rerr.Offset, bad: true})
 			if len(res.Bad) < in.maxReported() {
@@ -297,6 +396,8 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 			}
 			ok, err := flushChunk(true)
 			return ok, err
+		case errors.Is(err, errBlobChanged):
+			return changed(err)
 		default:
 			return false, fmt.Errorf("ingest: read blob %q: %w", cp.Blob, azstore.Classify(err))
 		}
@@ -329,22 +430,26 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 		next.Counts = base.Counts.Clone()
 		next.staleCounts = cp.staleCounts
 		next.touched = map[index.HourKey]bool{}
-		var recs, bad int64
+		var recs, bad, old int64
 		for _, pr := range chunk {
-			if pr.offset < base.Offset {
-				continue
-			}
-			if pr.bad {
+			switch {
+			case pr.offset < base.Offset:
+			case pr.bad:
 				bad++
-				continue
+			case pr.old:
+				old++
+			default:
+				recs++
+				if !pr.own {
+					next.Counts.Add(pr.tally)
+					next.touched[pr.tally.Key] = true
+				}
 			}
-			recs++
-			next.Counts.Add(pr.tally)
-			next.touched[pr.tally.Key] = true
 		}
 		next.Offset, next.Format = end, format
 		next.Records += recs
 		next.BadRecords += bad
+		next.TooOld += old
 		next.Rejected = base.Rejected + rejected
 		next.Tries, next.LastError = 0, ""
 		if final {
@@ -356,6 +461,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 			res.To = end
 			res.Records += recs
 			res.BadRecords += bad
+			res.TooOld += old
 			res.Commits++
 			return true, nil
 		}
@@ -377,6 +483,36 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 	return false, fmt.Errorf("ingest: blob %q: lost the checkpoint race %d times", cp.Blob, maxRaces)
 }
 
+// countedBeside returns whether stats finds the counts of a record of key
+// in blob's own partition, beside its checkpoint: the blob's path names the
+// record's vault and an hour at most index.BlobHourMargin from the
+// record's.
+func countedBeside(blob string) func(index.HourKey) bool {
+	bp, ok := parse.ParseBlobPath(blob)
+	hours := map[string]bool{}
+	if ok && !bp.Hour.IsZero() {
+		for d := -index.BlobHourMargin; d <= index.BlobHourMargin; d += time.Hour {
+			hours[bp.Hour.Add(d).Format(index.HourLayout)] = true
+		}
+	}
+	return func(k index.HourKey) bool { return hours[k.Hour] && k.Vault == bp.Vault }
+}
+
+// ownCounts is the counts row of one record that stats would not find
+// beside its blob's checkpoint (a blob path that is not Azure Monitor's
+// usual shape, a record of another vault, or one hours from its blob's
+// hour). It lives in the Blobs partition of the record's own vault and
+// hour, which stats reads for that hour, and its key is the record's
+// lineage and offset: written with the record's event rows, before the
+// checkpoint, it is as idempotent as they are, so it counts the record
+// exactly once however often the blob is read.
+func ownCounts(sourceID string, offset int64, t index.Tally) ([]index.Entity, error) {
+	c := &index.Counts{}
+	c.Add(t)
+	pk := index.EncodeKeyPart(t.Key.Vault) + "|" + t.Key.Hour
+	return index.CountsEntities(index.TableBlobs, pk, fmt.Sprintf("%s-%d", sourceID, offset), c)
+}
+
 func (in *Ingester) log() *slog.Logger {
 	if in.Log == nil {
 		return slog.Default()
@@ -389,6 +525,13 @@ func (in *Ingester) concurrency() int {
 		return 8
 	}
 	return in.Concurrency
+}
+
+func (in *Ingester) rangeBytes() int64 {
+	if in.RangeBytes <= 0 {
+		return defaultRangeBytes
+	}
+	return in.RangeBytes
 }
 
 func (in *Ingester) maxReported() int {

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
@@ -24,6 +25,23 @@ func checkpoint(e *ingesttest.Env, name string) *ingest.Checkpoint {
 		e.T.Fatalf("no checkpoint for %s", name)
 	}
 	return cp
+}
+
+// allCounts is the sum of the Total of every counts row of the Blobs
+// table: the blobs' own counts and the rows of records counted apart.
+func allCounts(e *ingesttest.Env) int64 {
+	e.T.Helper()
+	var n int64
+	for _, r := range e.Rows(index.TableBlobs) {
+		if rk, _ := r["RowKey"].(string); strings.HasPrefix(rk, "a|") {
+			c := &index.Counts{}
+			if err := c.AddRow(r); err != nil {
+				e.T.Fatal(err)
+			}
+			n += total(c)
+		}
+	}
+	return n
 }
 
 // total is the sum of every hour's Total in c.

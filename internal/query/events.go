@@ -17,7 +17,11 @@ import (
 // (at most 1000 rows) whatever the limit; events are handed over as they
 // arrive, so a caller can stream them. A page may hold fewer events than
 // the limit, even none, while a continuation is returned: a selective
-// filter stops a request after MaxPages storage pages or MaxDuration.
+// filter stops a request after MaxPages storage pages or MaxDuration. The
+// duration bounds a storage read too: a read still running when it is
+// spent (storage slow, or the SDK retrying) is abandoned, and the page
+// ends with the events emitted so far and the continuation of where that
+// read began, so the next page reads it again — every event once.
 //
 // An error from emit stops the page and is returned as is.
 func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.Record) error) (string, error) {
@@ -47,19 +51,27 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		return (&token{V: tokenVersion, Q: p.fingerprint, F: w.From.UnixNano(), T: w.To.UnixNano(),
 			D: p.days[day], A: after, NP: pos.pk, NR: pos.rk}).encode()
 	}
-	start := time.Now()
+	deadline := time.Now().Add(q.maxDuration())
 	var (
 		r       row
 		rec     parse.Record
 		emitted int
 	)
 	for pages := 0; day < len(p.days); pages++ {
-		if pages >= q.maxPages() || pages > 0 && time.Since(start) >= q.maxDuration() {
+		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
 			return cont(day, after, pos), nil
 		}
 		// One row more than the page needs tells whether another page follows.
 		l := listing{table: p.table, filter: p.partitionFilter(p.days[day], after), top: eq.Limit - emitted + 1}
-		ents, next, err := q.page(ctx, l, pos)
+		readCtx, cancel := context.WithDeadline(ctx, deadline)
+		ents, next, err := q.page(readCtx, l, pos)
+		spent := readCtx.Err() != nil && ctx.Err() == nil // before cancel, which sets it too
+		cancel()
+		if err != nil && spent {
+			// The budget ran out during the read, not the caller's patience:
+			// nothing of it was emitted, so the next page starts where it did.
+			return cont(day, after, pos), nil
+		}
 		if err != nil {
 			if fromToken && pages == 0 && !azstore.IsTransient(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				return "", badToken("storage refused its position")

@@ -31,7 +31,9 @@ type Querier struct {
 	// than one long one.
 	MaxPages int
 	// MaxDuration bounds, likewise, the time one events request spends
-	// reading (default 20 s; the Functions host gives an HTTP request 230 s).
+	// reading (default 20 s; the Functions host gives an HTTP request 230 s),
+	// storage reads included: one still running when it is spent is
+	// abandoned, and the next page reads it again.
 	MaxDuration time.Duration
 	// MaxScanRows bounds the index rows a scanning stats or detections
 	// query reads (default 500 000); past it the query is refused with a

@@ -47,10 +47,9 @@ const (
 )
 
 // blobHourMargin is how far from its blob's hour a record may be and still
-// be found by stats and detections: Azure Monitor appends late records to
-// a later hour's blob, and the previous hour's blob can still grow after
-// the hour has passed (HAZARDS 4).
-const blobHourMargin = 3 * time.Hour
+// be found by stats and detections (index.BlobHourMargin, which ingest
+// honours when it decides where a record's counts go).
+const blobHourMargin = index.BlobHourMargin
 
 // Stats answers sq. A vault alone, with no filter, or with only operations
 // (by operation, hour or day) or only statuses (by status, hour or day), is

@@ -1,16 +1,22 @@
 package query
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // statsFixture is the events fixture with some records in a neighbouring
@@ -240,5 +246,98 @@ func TestStatsGroupKeysSorted(t *testing.T) {
 	sortGroups(gs)
 	if fmt.Sprint(gs) != "[{c 2} {a 1} {b 1}]" {
 		t.Fatal(gs)
+	}
+}
+
+// Every indexed record is counted where stats reads it (issue 10 item 4):
+// the real samples, each appended to the blob Azure Monitor would write it
+// to (one has a resourceId without RESOURCEGROUPS/PROVIDERS, so its blob
+// path is not the usual shape), plus a record of another vault and one
+// far from its blob's hour. For every vault, stats (from the counts) and
+// events agree.
+func TestStatsAgreeWithEventsForOddBlobs(t *testing.T) {
+	e := newEnv(t)
+	data, err := os.ReadFile("../parse/testdata/sekoia-intake-formats-keyvault.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := map[string][]byte{}
+	type span struct{ from, to time.Time }
+	spans := map[string]*span{}
+	hours := map[string]map[time.Time]bool{} // vault → record hours
+	add := func(name string, line []byte, vault string, at time.Time) {
+		blobs[name] = append(append(blobs[name], line...), '\n')
+		s := spans[vault]
+		if s == nil {
+			s = &span{at, at}
+			spans[vault] = s
+		}
+		s.from, s.to = minTime(s.from, at), maxTime(s.to, at)
+		if hours[vault] == nil {
+			hours[vault] = map[time.Time]bool{}
+		}
+		hours[vault][at.Truncate(time.Hour)] = true
+	}
+	odd := false
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var head struct {
+			Time       time.Time `json:"time"`
+			ResourceID string    `json:"resourceId"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil || head.ResourceID == "" {
+			t.Fatalf("sample without time or resourceId: %s", line)
+		}
+		h := head.Time.UTC()
+		name := fmt.Sprintf("resourceId=%s/y=%04d/m=%02d/d=%02d/h=%02d/m=00/PT1H.json",
+			strings.ToUpper(head.ResourceID), h.Year(), h.Month(), h.Day(), h.Hour())
+		if _, ok := parse.ParseBlobPath(name); !ok {
+			odd = true
+		}
+		vault := strings.ToLower(head.ResourceID[strings.LastIndex(head.ResourceID, "/")+1:])
+		add(name, line, vault, h)
+	}
+	if !odd {
+		t.Fatal("no sample has an unusual blob path: the test would prove less than it says")
+	}
+	// A record of vault2 in vault1's blob, and one a day from its blob's hour.
+	hour := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	add(blobName("vault1", hour), ev{t: hour.Add(time.Minute), vault: "vault2"}.line(900), "vault2", hour.Add(time.Minute))
+	add(blobName("vault1", hour), ev{t: hour.Add(-26 * time.Hour)}.line(901), "vault1", hour.Add(-26*time.Hour))
+	add(blobName("vault1", hour), ev{t: hour.Add(2 * time.Minute)}.line(902), "vault1", hour.Add(2*time.Minute))
+
+	ctx := context.Background()
+	for name, b := range blobs {
+		ab := e.cc.NewAppendBlobClient(name)
+		if _, err := ab.Create(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(b)), nil); err != nil {
+			t.Fatal(err)
+		}
+		e.ingest(name)
+	}
+	var events, total int
+	for vault, s := range spans {
+		q := fmt.Sprintf("vault=%s&from=%s&to=%s&limit=1000", vault, s.from.Truncate(time.Hour).Format(time.RFC3339), s.to.Truncate(time.Hour).Add(time.Hour).Format(time.RFC3339))
+		ids, _ := e.events(q)
+		st := e.stats(strings.Replace(q, "&limit=1000", "", 1))
+		if int64(len(ids)) != st.Total || st.Source != SourceCounts {
+			t.Errorf("vault %s: %d events, stats total %d (%s)", vault, len(ids), st.Total, st.Source)
+		}
+		events += len(ids)
+		total += int(st.Total)
+	}
+	if events != 35 || total != 35 {
+		t.Fatalf("%d events and stats total %d, want 35 each", events, total)
+	}
+	// Hour by hour too: the narrowest window stats answers from counts.
+	for vault, hs := range hours {
+		for h := range hs {
+			q := fmt.Sprintf("vault=%s&from=%s&to=%s", vault, h.Format(time.RFC3339), h.Add(time.Hour).Format(time.RFC3339))
+			ids, _ := e.events(q + "&limit=1000")
+			if st := e.stats(q); int64(len(ids)) != st.Total || len(ids) == 0 {
+				t.Errorf("vault %s hour %s: %d events, stats total %d", vault, h.Format(time.RFC3339), len(ids), st.Total)
+			}
+		}
 	}
 }

@@ -4,7 +4,7 @@
 // polls the container like the blob trigger's polling source, sending the
 // handler the host's exact invocation for every new or changed blob.
 //
-//	devhost seed -file F [-appends N]
+//	devhost seed -file F [-appends N] [-keep-times]
 //	devhost poll -handler URL [-interval 5s] [-timer 10s] [-once]
 //	devhost append -vault NAME [-n 1]
 //
@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -84,27 +83,49 @@ func BlobPath(resourceID string, t time.Time) string {
 
 // seed appends each record of a JSON Lines file to the blob of its vault
 // and hour, in several Append Block calls per blob, as Azure Monitor does.
+// Unless -keep-times, the records' times are first moved to the last hours
+// (shiftTimes), so that the index keeps them (RetentionDays) and the
+// queries' default window, the last 24 hours, finds them.
 func seed(ctx context.Context, cc *container.Client, args []string) error {
 	fs := flag.NewFlagSet("seed", flag.ExitOnError)
 	file := fs.String("file", "", "JSON Lines file of audit records")
 	appends := fs.Int("appends", 3, "append blocks per blob")
+	keep := fs.Bool("keep-times", false, "keep the records' own times (older than retention: not indexed)")
 	_ = fs.Parse(args)
-	f, err := os.Open(*file)
+	data, err := os.ReadFile(*file)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	lines := splitLines(data)
+	if !*keep {
+		if lines, err = shiftTimes(lines, time.Now()); err != nil {
+			return fmt.Errorf("%s: %w", *file, err)
+		}
+	}
+	return seedLines(ctx, cc, lines, *appends, func(name string, n int) { fmt.Printf("seeded %s (%d records)\n", name, n) })
+}
+
+// splitLines is the non-empty lines of a JSON Lines file, without their
+// newlines.
+func splitLines(data []byte) [][]byte {
+	var out [][]byte
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// seedLines appends each record to the blob of its vault and hour, in
+// up to appends Append Block calls per blob; done is told of each blob.
+// Records without a time or a resourceId are left out.
+func seedLines(ctx context.Context, cc *container.Client, lines [][]byte, appends int, done func(name string, records int)) error {
 	if _, err := cc.Create(ctx, nil); err != nil && !errors.Is(azstore.Classify(err), azstore.ErrExists) {
 		return fmt.Errorf("create container: %w", err)
 	}
 	blobs := map[string][][]byte{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
+	for _, line := range lines {
 		var head struct {
 			Time       time.Time `json:"time"`
 			ResourceID string    `json:"resourceId"`
@@ -114,9 +135,6 @@ func seed(ctx context.Context, cc *container.Client, args []string) error {
 		}
 		p := BlobPath(head.ResourceID, head.Time)
 		blobs[p] = append(blobs[p], append(append([]byte(nil), line...), '\n'))
-	}
-	if err := sc.Err(); err != nil {
-		return err
 	}
 	names := make([]string, 0, len(blobs))
 	for n := range blobs {
@@ -129,16 +147,73 @@ func seed(ctx context.Context, cc *container.Client, args []string) error {
 			return fmt.Errorf("create %s: %w", n, err)
 		}
 		lines := blobs[n]
-		per := max(1, (len(lines)+*appends-1) / *appends)
+		per := max(1, (len(lines)+appends-1)/appends)
 		for i := 0; i < len(lines); i += per {
 			block := bytes.Join(lines[i:min(i+per, len(lines))], nil)
 			if _, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(block)), nil); err != nil {
 				return fmt.Errorf("append to %s: %w", n, err)
 			}
 		}
-		fmt.Printf("seeded %s (%d records)\n", n, len(lines))
+		if done != nil {
+			done(n, len(lines))
+		}
 	}
 	return nil
+}
+
+// shiftStep is the time between two successive distinct record times
+// after shiftTimes.
+const shiftStep = 5 * time.Minute
+
+// shiftTimes moves the records' times to the last hours before now, so
+// that sample records of any age make a demo that retention keeps and the
+// default query window shows. The distinct times, in order, become
+// shiftStep apart, the last one within shiftStep before now; each keeps its
+// seconds and fraction, so equal times stay equal and order is kept. Only
+// the "time" value changes, written as Key Vault writes it (7 fractional
+// digits): every other byte of the record is as it was.
+func shiftTimes(lines [][]byte, now time.Time) ([][]byte, error) {
+	type stamp struct {
+		raw string
+		t   time.Time
+	}
+	stamps := make([]stamp, len(lines))
+	var distinct []time.Time
+	seen := map[time.Time]bool{}
+	for i, line := range lines {
+		var head struct {
+			Time string `json:"time"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i+1, err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, head.Time)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: time %q: %w", i+1, head.Time, err)
+		}
+		t = t.UTC()
+		stamps[i] = stamp{head.Time, t}
+		if !seen[t] {
+			seen[t] = true
+			distinct = append(distinct, t)
+		}
+	}
+	sort.Slice(distinct, func(i, j int) bool { return distinct[i].Before(distinct[j]) })
+	slot := make(map[time.Time]time.Time, len(distinct))
+	base := now.UTC().Truncate(time.Minute).Add(-time.Duration(len(distinct)) * shiftStep)
+	for i, t := range distinct {
+		slot[t] = base.Add(time.Duration(i)*shiftStep + t.Sub(t.Truncate(time.Minute)))
+	}
+	out := make([][]byte, len(lines))
+	for i, line := range lines {
+		old := []byte(`"time":"` + stamps[i].raw + `"`)
+		if !bytes.Contains(line, old) {
+			return nil, fmt.Errorf("record %d: no %s to shift", i+1, old)
+		}
+		shifted := []byte(`"time":"` + slot[stamps[i].t].Format("2006-01-02T15:04:05.0000000Z") + `"`)
+		out[i] = bytes.Replace(line, old, shifted, 1)
+	}
+	return out, nil
 }
 
 // poll lists the container every interval and invokes the handler for

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/kvaudit/kvaudit/internal/config"
+)
+
+// Who may call the handler, and how it is checked.
+//
+// Under the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT set) the host is the
+// handler's only client: it checks function keys on HttpQuery (authLevel
+// function) before forwarding, and originates the BlobTrigger and CatchUp
+// invocations itself, with no key of ours. So the handler listens on
+// loopback only, whatever -addr says, and checks no key; AuditApiKey is
+// ignored there (the host forwards the caller's function key, which is not
+// AuditApiKey, and sends none with its own invocations).
+//
+// Standalone (no FUNCTIONS_CUSTOMHANDLER_PORT), nothing checks keys for us.
+// Without AuditApiKey the handler listens on loopback only, for this
+// machine. With it, every route — readiness, /BlobTrigger, /CatchUp and the
+// API — requires the key, and any address may be used.
+
+// hostMode reports whether the Functions host started the handler.
+func hostMode(s *config.Settings) bool { return s.Port != 0 }
+
+// requiredKey is the key every request must carry, nil when none is
+// checked (under the host, or standalone without AuditApiKey).
+func requiredKey(s *config.Settings) []byte {
+	if hostMode(s) || s.APIKey == "" {
+		return nil
+	}
+	return []byte(s.APIKey)
+}
+
+// checkListenAddr says whether the handler may listen on addr (an IP
+// address or "localhost"): loopback always; another address only
+// standalone with AuditApiKey set.
+func checkListenAddr(addr string, s *config.Settings) error {
+	if isLoopback(addr) {
+		return nil
+	}
+	if hostMode(s) {
+		return fmt.Errorf("-addr %s is not a loopback address: under the Functions host (%s set) the handler listens on loopback only, for the host, which checks function keys",
+			addr, config.SettingCustomPort)
+	}
+	if s.APIKey == "" {
+		return fmt.Errorf("-addr %s is not a loopback address: set %s to serve beyond this machine (every route then requires it, as %s or ?code=)",
+			addr, config.SettingAPIKey, headerFunctionKey)
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host := strings.Trim(addr, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// front is the handler of every request. In order, it
+//
+//   - requires the key when one is set (before routing, so that nobody
+//     without it learns which paths exist);
+//   - takes the key out of the query string (?code=, as the host accepts
+//     it), so no route counts it as an unknown parameter and no log sees
+//     it;
+//   - routes by method and path, answering what the mux would answer in
+//     plain text — 404, 405 — as {"error": …};
+//   - refuses query parameters on routes that take none.
+//
+// Answers are audit data or about it: no cache may keep them.
+type front struct {
+	mux    *http.ServeMux
+	routes map[string]*route // by mux pattern
+	list   string            // every route, for the 404 message
+	key    []byte            // required when not nil
+	digest [sha256.Size]byte // of key
+}
+
+func newFront(routes []route, key []byte) *front {
+	f := &front{mux: http.NewServeMux(), routes: map[string]*route{}, key: key, digest: sha256.Sum256(key)}
+	var names []string
+	for i := range routes {
+		rt := &routes[i]
+		pattern := rt.method + " " + rt.path
+		if rt.path == "/" {
+			pattern += "{$}" // "/" alone would match every path
+		}
+		f.mux.Handle(pattern, rt.h)
+		f.routes[pattern] = rt
+		names = append(names, rt.method+" "+rt.path)
+	}
+	f.list = strings.Join(names, ", ")
+	return f
+}
+
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	markHandled(r) // respond.go: from here on, answers are ours
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if f.key != nil && !f.keyOK(r) {
+		writeError(w, http.StatusUnauthorized, "missing or wrong API key: send the "+config.SettingAPIKey+" value in the "+headerFunctionKey+" header or the code parameter")
+		return
+	}
+	r = withoutCode(r)
+	rt, h := f.match(r)
+	switch {
+	case rt == nil:
+		f.notRouted(w, r)
+	case r.Method == http.MethodHead && !rt.headOK:
+		methodNotAllowed(w, r, rt.method)
+	case !rt.params && r.URL.RawQuery != "":
+		v, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "the query string is not valid URL encoding: "+err.Error())
+			return
+		}
+		if len(v) > 0 {
+			names := slices.Sorted(maps.Keys(v))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q: %s %s takes none", truncateText(names[0], 100), rt.method, rt.path))
+			return
+		}
+		h.ServeHTTP(w, r) // "?" or "&" alone: nothing
+	default:
+		h.ServeHTTP(w, r)
+	}
+}
+
+// match is r's route and handler, nil when the mux has no route for r's
+// method and path. The mux's own answers are not routes: its 404 and 405,
+// and the redirect it answers for a path that is not clean ("//x",
+// "/a/../x"), which it reports under the pattern of the cleaned path —
+// every route is one literal path, so the path must be that path.
+func (f *front) match(r *http.Request) (*route, http.Handler) {
+	h, pattern := f.mux.Handler(r)
+	rt := f.routes[pattern]
+	if rt == nil || rt.path != r.URL.Path {
+		return nil, nil
+	}
+	return rt, h
+}
+
+// notRouted answers a request no route takes: 405 when the path has a
+// route for another method, else 404 naming every route.
+func (f *front) notRouted(w http.ResponseWriter, r *http.Request) {
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if rt, _ := f.match(probe); rt != nil {
+			methodNotAllowed(w, r, rt.method)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no such path %q; the handler serves %s", truncateText(r.URL.Path, 200), f.list))
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s: use %s", truncateText(r.Method, 20), truncateText(r.URL.Path, 200), allow))
+}
+
+// keyOK compares the request's key with the required one: SHA-256 digests
+// in constant time, so neither the key's content nor its length shows in
+// the answer's timing. The header wins over ?code=; a repeated code is
+// wrong.
+func (f *front) keyOK(r *http.Request) bool {
+	key := r.Header.Get(headerFunctionKey)
+	if key == "" {
+		q, _ := url.ParseQuery(r.URL.RawQuery) // a bad escape elsewhere leaves code readable
+		if codes := q[paramCode]; len(codes) == 1 {
+			key = codes[0]
+		}
+	}
+	got := sha256.Sum256([]byte(key))
+	return key != "" && subtle.ConstantTimeCompare(got[:], f.digest[:]) == 1
+}
+
+// withoutCode is r without the code parameter in its query string; the
+// rest of the query is kept byte for byte.
+func withoutCode(r *http.Request) *http.Request {
+	if r.URL.RawQuery == "" {
+		return r
+	}
+	parts := strings.Split(r.URL.RawQuery, "&")
+	kept := parts[:0:0]
+	for _, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if name, err := url.QueryUnescape(k); err == nil && name == paramCode {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == len(parts) {
+		return r
+	}
+	r2 := r.WithContext(r.Context())
+	u := *r.URL
+	u.RawQuery = strings.Join(kept, "&")
+	r2.URL = &u
+	r2.RequestURI = u.RequestURI()
+	return r2
+}
