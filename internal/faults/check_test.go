@@ -268,6 +268,9 @@ func (e *env) finish(name, fault string, loss emulatorLoss, note string) verdict
 		}
 		f.Note += s
 	}
+	if len(loss.events) > 0 && v.EmuMissing == 0 && v.EmuLookup == 0 {
+		add("every row the emulator lost was written again (the checkpoint covering them was lost too, so kvaudit read them again)")
+	}
 	if v.EmuMissing > 0 || v.EmuLookup > 0 {
 		f.Result = "pass*"
 		add(fmt.Sprintf("emulator lost %d acknowledged events, %d lookup rows lost or orphaned (its checkpoint survived, so kvaudit has no reason to read them again)", v.EmuMissing, v.EmuLookup))
