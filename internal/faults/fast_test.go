@@ -35,7 +35,7 @@ func eventsBatches(e *env, n int64, fn func()) {
 func TestHandlerKilledMidIngest(t *testing.T) {
 	e := newEnv(t, nil)
 	name := e.blob(0)
-	e.append(name, true, 0, 1500, 0)
+	e.append(name, true, 0, 1000, 0)
 	killed := make(chan struct{})
 	eventsBatches(e, 5, func() {
 		e.handler().kill()
@@ -67,7 +67,7 @@ func TestTableDeletedMidIngest(t *testing.T) {
 		t.Run(short, func(t *testing.T) {
 			e := newEnv(t, nil)
 			name := e.blob(0)
-			e.append(name, true, 0, 1200, 0)
+			e.append(name, true, 0, 800, 0)
 			var seen atomic.Int64
 			var deleted atomic.Bool
 			table := e.tables.Name(short)
@@ -98,7 +98,7 @@ func TestTableDeletedMidIngest(t *testing.T) {
 // TestRacingTriggersOnGrowingBlob runs 4 BlobTrigger invocations at a time
 // on a blob that is being appended to, with CatchUp running beside them.
 func TestRacingTriggersOnGrowingBlob(t *testing.T) {
-	racingTriggers(t, 20, 60, 0)
+	racingTriggers(t, 15, 40, 0)
 }
 
 func racingTriggers(t *testing.T, appends, per, pad int) {
@@ -149,7 +149,7 @@ func racingTriggers(t *testing.T, appends, per, pad int) {
 func TestReadCutWhileBlobGrows(t *testing.T) {
 	e := newEnv(t, nil)
 	name := e.blob(0)
-	e.append(name, true, 0, 2000, 0)
+	e.append(name, true, 0, 1200, 0)
 	var reads atomic.Int64
 	var cutDone atomic.Bool
 	e.blobs.wrapBody = func(x *exchange, body io.ReadCloser) io.ReadCloser {
@@ -157,7 +157,7 @@ func TestReadCutWhileBlobGrows(t *testing.T) {
 			return body
 		}
 		return &cutBody{body: body, n: 256 << 10, onCut: func() {
-			e.append(name, false, 2000, 500, 0)
+			e.append(name, false, 1200, 300, 0)
 			cutDone.Store(true)
 		}}
 	}
@@ -168,7 +168,7 @@ func TestReadCutWhileBlobGrows(t *testing.T) {
 	if !cutDone.Load() {
 		t.Fatal("the read was not cut: the handler read fewer than 256 KiB in its first blob read")
 	}
-	longRead(t, e, "read cut mid-body while the blob grows", "first blob read reset after 256 KiB, 500 records appended meanwhile", status, logs, err)
+	longRead(t, e, "read cut mid-body while the blob grows", "first blob read reset after 256 KiB, 300 records appended meanwhile", status, logs, err)
 }
 
 // longRead checks the invocation whose read was disturbed: it must have
