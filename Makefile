@@ -6,7 +6,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: help build package test chaos lint bench run fuzz clean
+.PHONY: help build package test chaos lint bench run fuzz clean browser
 
 help:
 	@echo "make run     Azurite + the handler, sample logs loaded, a query to try"
@@ -14,6 +14,7 @@ help:
 	@echo "make chaos   the fault suite, slow cases too (storage and handler killed, stalls, functionTimeout): about 8 min"
 	@echo "make bench   benchmarks"
 	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
+	@echo "make browser install Chromium (Debian's chromium, as root) for the web page's browser tests"
 	@echo "make lint    gofmt, go vet, staticcheck, and every infra/*.bicep parsed (tree-sitter-bicep)"
 	@echo "make build   bin/handler, the binary host.json names (for this machine)"
 	@echo "make package dist/kvaudit.zip for Azure (linux/amd64, Event Grid blob trigger); prints its sha256"
@@ -41,8 +42,19 @@ lint: $(STATICCHECK) $(AZURITE)
 	$(STATICCHECK) ./...
 	node scripts/lint-bicep.js infra
 
+# The web page's tests drive Debian's chromium (handler/browser_test.go).
+# Installed when missing and apt-get can (root); otherwise the tests skip
+# locally with the command to run, and fail in CI (CI set).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "make browser: Chromium is missing; install it: sudo apt-get install -y --no-install-recommends chromium"; \
+	  fi
+
 # KVAUDIT_REQUIRE_AZURITE turns a missing Azurite into a failure, not a skip.
-test: $(AZURITE) lint
+test: $(AZURITE) lint browser
 	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 # The fault suite (internal/faults) with its slow cases; `make test` runs
@@ -65,4 +77,4 @@ run: $(AZURITE) build
 	./scripts/run-local.sh
 
 clean:
-	rm -rf bin .run dist
+	rm -rf bin .run dist handler/testdata/screenshots

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -77,7 +78,10 @@ func isLoopback(addr string) bool {
 //     it;
 //   - routes by method and path, answering what the mux would answer in
 //     plain text — 404, 405 — as {"error": …};
-//   - refuses query parameters on routes that take none.
+//   - refuses query parameters on routes that take none;
+//   - hands the code on, in the request's context, to the one route that
+//     needs it: the web page, whose asset URLs must carry it under the
+//     host (see handler/ui.go).
 //
 // Answers are audit data or about it: no cache may keep them.
 type front struct {
@@ -109,12 +113,19 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	markHandled(r) // respond.go: from here on, answers are ours
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// A URL may carry the key as ?code=: no link followed from an answer
+	// (the web page's, above all) may send it on in a Referer.
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	if f.key != nil && !f.keyOK(r) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong API key: send the "+config.SettingAPIKey+" value in the "+headerFunctionKey+" header or the code parameter")
 		return
 	}
+	code := codeOf(r)
 	r = withoutCode(r)
 	rt, h := f.match(r)
+	if rt != nil && rt.keepsCode && code != "" {
+		r = r.WithContext(context.WithValue(r.Context(), codeKey{}, code))
+	}
 	switch {
 	case rt == nil:
 		f.notRouted(w, r)
@@ -177,13 +188,31 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 func (f *front) keyOK(r *http.Request) bool {
 	key := r.Header.Get(headerFunctionKey)
 	if key == "" {
-		q, _ := url.ParseQuery(r.URL.RawQuery) // a bad escape elsewhere leaves code readable
-		if codes := q[paramCode]; len(codes) == 1 {
-			key = codes[0]
-		}
+		key = codeOf(r)
 	}
 	got := sha256.Sum256([]byte(key))
 	return key != "" && subtle.ConstantTimeCompare(got[:], f.digest[:]) == 1
+}
+
+// codeKey is the context key under which a route that keeps the code
+// (see route.keepsCode) finds it.
+type codeKey struct{}
+
+// codeOf is r's single ?code= value, "" when there is none or more than
+// one.
+func codeOf(r *http.Request) string {
+	q, _ := url.ParseQuery(r.URL.RawQuery) // a bad escape elsewhere leaves code readable
+	if codes := q[paramCode]; len(codes) == 1 {
+		return codes[0]
+	}
+	return ""
+}
+
+// keptCode is the ?code= value the request to a route that keeps it
+// came with (see route.keepsCode), "" for any other route.
+func keptCode(r *http.Request) string {
+	code, _ := r.Context().Value(codeKey{}).(string)
+	return code
 }
 
 // withoutCode is r without the code parameter in its query string; the

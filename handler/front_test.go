@@ -26,6 +26,10 @@ var frontRoutes = []struct{ method, path, body string }{
 	{"GET", "/api/audit/detections", ""},
 	{"GET", "/api/audit/status", ""},
 	{"GET", "/api/audit/openapi.json", ""},
+	{"GET", "/api/audit/vaults", ""},
+	{"GET", "/api/audit/ui", ""},
+	{"GET", "/api/audit/ui/app.js", ""},
+	{"GET", "/api/audit/ui/app.css", ""},
 }
 
 const testKey = "s3cret-key"
@@ -210,7 +214,7 @@ func isJSONError(t *testing.T, resp *http.Response, body []byte, status int, say
 // parameters it does not know, and none counts ?code= as one.
 func TestErrorsOutsideTheAPI(t *testing.T) {
 	ta := newTestApp(t, nil)
-	routes := "GET /, POST /BlobTrigger, POST /CatchUp, GET /api/audit/events, GET /api/audit/stats, GET /api/audit/detections, GET /api/audit/status, GET /api/audit/openapi.json"
+	routes := "GET /, POST /BlobTrigger, POST /CatchUp, GET /api/audit/events, GET /api/audit/stats, GET /api/audit/detections, GET /api/audit/status, GET /api/audit/openapi.json, GET /api/audit/vaults, GET /api/audit/ui, GET /api/audit/ui/app.js, GET /api/audit/ui/app.css"
 	for _, tt := range []struct {
 		method, path string
 		status       int
@@ -236,6 +240,12 @@ func TestErrorsOutsideTheAPI(t *testing.T) {
 		{"GET", "/api/audit/status?vault=kv1", 400, `unknown parameter "vault": GET /api/audit/status takes none`, ""},
 		{"GET", "/api/audit/openapi.json?format=yaml", 400, `unknown parameter "format"`, ""},
 		{"GET", "/api/audit/status?%zz", 400, "not valid URL encoding", ""},
+		{"GET", "/api/audit/ui?vault=kv1", 400, `unknown parameter "vault": GET /api/audit/ui takes none`, ""},
+		{"GET", "/api/audit/ui/app.js?v=1", 400, `unknown parameter "v"`, ""},
+		{"GET", "/api/audit/ui/", 404, "no such path", ""},
+		{"GET", "/api/audit/ui/index.html", 404, "no such path", ""},
+		{"HEAD", "/api/audit/ui", 405, "", "GET"},
+		{"POST", "/api/audit/vaults", 405, "use GET", "GET"},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			ta.t = t
@@ -257,7 +267,7 @@ func TestErrorsOutsideTheAPI(t *testing.T) {
 	}
 	// ?code= is the function key, never an unknown parameter; HEAD on the
 	// readiness probe answers as GET.
-	for _, path := range []string{"/?code=k", "/api/audit/status?code=k", "/api/audit/openapi.json?code=k&code=j", "/api/audit/events?vault=kv1&c%6Fde=k"} {
+	for _, path := range []string{"/?code=k", "/api/audit/status?code=k", "/api/audit/openapi.json?code=k&code=j", "/api/audit/events?vault=kv1&c%6Fde=k", "/api/audit/ui?code=k", "/api/audit/ui/app.css?code=k"} {
 		ta.t = t
 		if resp, body := ta.send("GET", path, "", nil); resp.StatusCode != 200 {
 			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)

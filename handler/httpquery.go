@@ -32,6 +32,7 @@ const (
 	pathDetections    = apiPrefix + "detections"
 	pathOpenAPI       = apiPrefix + "openapi.json"
 	pathStatus        = apiPrefix + "status"
+	pathVaults        = apiPrefix + "vaults"
 	paramFormat       = "format"
 	paramCode         = "code"            // the function key, as the host accepts it
 	headerFunctionKey = "x-functions-key" // likewise
@@ -212,6 +213,17 @@ func (a *queryAPI) openAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(openAPI)
+}
+
+// vaults serves GET /api/audit/vaults: {"vaults": ["kv1", …]}, every
+// vault indexed so far, lower-cased and sorted; [] before the first.
+func (a *queryAPI) vaults(w http.ResponseWriter, r *http.Request) {
+	names, err := a.q.Vaults(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"vaults": names})
 }
 
 // lazyResponse sends the status line and headers with the first bytes of

@@ -30,6 +30,7 @@ type app struct {
 	ingester *ingest.Ingester
 	catchup  *catchup.Runner
 	query    *queryAPI // handler/httpquery.go
+	ui       *webUI    // handler/ui.go
 }
 
 // newApp builds clients from the settings. It does no network I/O: start-up
@@ -64,6 +65,7 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 		RetentionDays: s.RetentionDays,
 	}
 	a.query = newQueryAPI(s, tables, log)
+	a.ui = newWebUI()
 	return a, nil
 }
 
@@ -78,6 +80,9 @@ type route struct {
 	// headOK lets HEAD through to a GET route, answered as GET without a
 	// body; elsewhere HEAD is a 405 (see openapi.json).
 	headOK bool
+	// keepsCode hands the request's ?code= to the route (see keptCode):
+	// only the web page, which repeats it in its asset URLs.
+	keepsCode bool
 }
 
 // routeTable is every route, in the order the 404 message lists them.
@@ -94,6 +99,10 @@ func (a *app) routeTable() []route {
 		{method: http.MethodGet, path: pathDetections, h: a.query.detections, params: true},
 		{method: http.MethodGet, path: pathStatus, h: a.status},
 		{method: http.MethodGet, path: pathOpenAPI, h: a.query.openAPI},
+		{method: http.MethodGet, path: pathVaults, h: a.query.vaults},
+		{method: http.MethodGet, path: pathUI, h: a.ui.page, keepsCode: true},
+		{method: http.MethodGet, path: pathUIScript, h: a.ui.asset},
+		{method: http.MethodGet, path: pathUIStyle, h: a.ui.asset},
 	}
 }
 

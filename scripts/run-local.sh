@@ -58,6 +58,9 @@ fi
 cat <<TXT
 
 kvaudit is running: handler on http://127.0.0.1:$PORT, Azurite on 127.0.0.1:10000 (blob) and :10002 (table).
+
+  Web page: http://127.0.0.1:$PORT/api/audit/ui
+
 Handler logs: $RUN/handler.log. Try:
 
   bin/handler parse internal/parse/testdata/sekoia-intake-formats-keyvault.jsonl | head -3
