@@ -6,11 +6,12 @@ STATICCHECK := $(TOOLS)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: help build package test lint bench run fuzz clean browser
+.PHONY: help build package test chaos lint bench run fuzz clean browser
 
 help:
 	@echo "make run     Azurite + the handler, sample logs loaded, a query to try"
 	@echo "make test    make lint, then every test with -race (starts its own Azurite)"
+	@echo "make chaos   the fault suite, slow cases too (storage and handler killed, stalls, functionTimeout): about 8 min"
 	@echo "make bench   benchmarks"
 	@echo "make fuzz    each fuzz target for FUZZTIME (default 30s)"
 	@echo "make browser install Chromium (Debian's chromium, as root) for the web page's browser tests"
@@ -55,6 +56,11 @@ browser:
 # KVAUDIT_REQUIRE_AZURITE turns a missing Azurite into a failure, not a skip.
 test: $(AZURITE) lint browser
 	KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -race -count=1 -timeout 15m ./...
+
+# The fault suite (internal/faults) with its slow cases; `make test` runs
+# only the fast ones. It prints the fault table at the end.
+chaos: $(AZURITE)
+	KVAUDIT_CHAOS=1 KVAUDIT_REQUIRE_AZURITE=1 $(GO) test -count=1 -timeout 20m -v ./internal/faults/
 
 bench: $(AZURITE) build
 	$(GO) run ./tools/kvbench -v $(BENCHFLAGS)

@@ -282,3 +282,30 @@ func TestStartPortTaken(t *testing.T) {
 		t.Errorf("Stop after a failed start: %v", err)
 	}
 }
+
+// TestKillRestart checks that Restart after Kill serves again on the same
+// URLs, with a persistent location.
+func TestKillRestart(t *testing.T) {
+	Require(t)
+	az, err := Start(Options{Location: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer az.Stop()
+	url := az.TableURL
+	az.Kill()
+	az.Kill() // safe twice
+	if err := az.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if az.TableURL != url {
+		t.Fatalf("TableURL %q after restart, was %q", az.TableURL, url)
+	}
+	tables, err := aztables.NewServiceClientFromConnectionString(az.ConnectionString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tables.CreateTable(context.Background(), "afterkill", nil); err != nil {
+		t.Fatalf("CreateTable after Kill and Restart: %v", err)
+	}
+}
