@@ -19,6 +19,7 @@ import (
 	"github.com/kvaudit/kvaudit/internal/catchup"
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
+	"github.com/kvaudit/kvaudit/internal/index"
 )
 
 // catchUpTimer serves POST /CatchUp, the timer trigger. It indexes what
@@ -64,7 +65,16 @@ func (a *app) status(w http.ResponseWriter, r *http.Request) {
 	for _, b := range st {
 		lag += b.Lag
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"hours": a.settings.CatchUpHours, "lagBytes": lag, "blobs": st})
+	ans := map[string]any{"hours": a.settings.CatchUpHours, "lagBytes": lag, "blobs": st, "layout": index.Layout}
+	old, err := a.tables.LegacyRows(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage unavailable: "+err.Error())
+		return
+	}
+	if old {
+		ans["rebuild"] = index.OldLayoutNotice
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // cliApp builds the app for a command-line tool: settings from the
@@ -139,6 +149,12 @@ func runBackfill(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%d blobs, %d records indexed, %d bad records skipped, %d failed\n", rep.Listed, rep.Records, rep.BadRecords, rep.Failed)
 	for _, e := range rep.Errors {
 		fmt.Fprintln(stderr, e)
+	}
+	if rep.LegacyDropped > 0 {
+		fmt.Fprintf(stdout, "index rebuilt in row layout %d; the layout-1 lookup tables are deleted\n", index.Layout)
+	}
+	if rep.OldLayout > 0 {
+		fmt.Fprintf(stderr, "handler backfill: %d blobs outside this backfill are still indexed in an older layout: run handler backfill without -since/-vault/-prefix\n", rep.OldLayout)
 	}
 	if rep.Failed > 0 {
 		return 1
@@ -249,6 +265,14 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "handler status: %v\n", err)
 		return 1
+	}
+	old, err := a.tables.LegacyRows(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler status: %v\n", err)
+		return 1
+	}
+	if old {
+		fmt.Fprintf(stderr, "handler status: %s\n", index.OldLayoutNotice)
 	}
 	if *out == "json" {
 		enc := json.NewEncoder(stdout)

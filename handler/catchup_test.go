@@ -15,6 +15,8 @@ import (
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
+	"github.com/kvaudit/kvaudit/internal/parse"
+	"github.com/kvaudit/kvaudit/internal/query"
 )
 
 func (ta *testApp) timer() (int, []string) {
@@ -150,12 +152,11 @@ func TestBudgetedBlobTriggerIsContinuedByCatchUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, raw := range page.Entities {
-			var row map[string]any
-			if err := json.Unmarshal(raw, &row); err != nil {
+			var rec parse.Record
+			if err := query.DecodeRow(raw, &rec); err != nil {
 				t.Fatal(err)
 			}
-			id, _ := row[index.PropCorrelationID].(string)
-			ids[id]++
+			ids[rec.CorrelationID]++
 		}
 	}
 	rows := 0

@@ -89,7 +89,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// fail answers err: 400 for the caller's mistake, 503 when storage is
+// fail answers err: 400 for the caller's mistake, 409 when the index was
+// written by an older layout (run handler backfill), 503 when storage is
 // unreachable or refuses kvaudit's identity (worth a retry), 500
 // otherwise. A caller that went away gets nothing.
 func (a *queryAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -100,6 +101,10 @@ func (a *queryAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, pe.Error())
 	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
 		a.log.Debug("query: caller went away", slog.String("path", r.URL.Path))
+	case errors.Is(err, query.ErrOldLayout):
+		// The index must be rebuilt before it answers: say so rather
+		// than answer from half of it.
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.As(err, &ae):
 		// Not the caller's fault, and not for them to fix: say which
 		// setting the operator should check, without its value or the
@@ -127,6 +132,10 @@ func (a *queryAPI) events(w http.ResponseWriter, r *http.Request) {
 	}
 	eq, err := query.ParseEvents(v, a.now(), a.q.Limits)
 	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.q.CheckLayout(r.Context()); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -170,6 +179,10 @@ func (a *queryAPI) stats(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if err = a.q.CheckLayout(r.Context()); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	st, err := a.q.Stats(r.Context(), sq)
 	if err != nil {
 		a.fail(w, r, err)
@@ -187,6 +200,10 @@ func (a *queryAPI) detections(w http.ResponseWriter, r *http.Request) {
 	}
 	dq, err := query.ParseDetections(v, a.now(), a.q.Limits)
 	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err = a.q.CheckLayout(r.Context()); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -119,11 +119,12 @@ func runQuery(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	q := a.query.q
 	w := bufio.NewWriterSize(stdout, 64<<10)
-	var err error
-	switch kind {
-	case "events":
+	err := q.CheckLayout(ctx)
+	switch {
+	case err != nil:
+	case kind == "events":
 		err = cliEvents(ctx, q, v, *out, all, w, stderr)
-	case "stats":
+	case kind == "stats":
 		var sq *query.StatsQuery
 		if sq, err = query.ParseStats(v, time.Now(), q.Limits); err == nil {
 			var st *query.Stats
@@ -131,7 +132,7 @@ func runQuery(args []string, stdout, stderr io.Writer) int {
 				err = cliStats(w, *out, st)
 			}
 		}
-	case "detections":
+	case kind == "detections":
 		var dq *query.DetectionsQuery
 		if dq, err = query.ParseDetections(v, time.Now(), q.Limits); err == nil {
 			var d *query.Detections
@@ -150,6 +151,9 @@ func runQuery(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &pe):
 		fmt.Fprintf(stderr, "handler query %s: %s\n", kind, cliMessage(pe))
 		return 2
+	case errors.Is(err, query.ErrOldLayout):
+		fmt.Fprintf(stderr, "handler query %s: %v\n", kind, err)
+		return 1
 	case azstore.IsTransient(err):
 		fmt.Fprintf(stderr, "handler query %s: the index storage is unavailable or busy: %v\n", kind, err)
 		return 1

@@ -2,6 +2,7 @@ package catchup
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -69,5 +70,21 @@ func (r *Runner) Backfill(ctx context.Context, opt BackfillOptions, progress fun
 			progress(p)
 		}
 	})
+	if err != nil || rep.Failed > 0 {
+		return rep, err
+	}
+	// Every blob listed is in this layout now. Once no checkpoint of an
+	// older one is left, the layout-1 lookup tables go: queries refuse to
+	// answer while they hold rows.
+	old, err := ingest.OldLayoutBlobs(ctx, r.Tables)
+	if err != nil {
+		return rep, err
+	}
+	if rep.OldLayout = len(old); rep.OldLayout > 0 {
+		r.log().Warn("backfill: blobs still indexed in an older layout; backfill them too (they may be outside -since/-vault, or deleted)",
+			slog.Int("blobs", len(old)), slog.String("first", old[0]))
+		return rep, nil
+	}
+	rep.LegacyDropped, err = r.Tables.DropLegacy(ctx)
 	return rep, err
 }

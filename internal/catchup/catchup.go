@@ -67,6 +67,12 @@ type Report struct {
 	Left       int   // blobs not reached because the budget ran out
 	Errors     []string
 	Retention  *RetentionReport // when this run applied retention
+	// OldLayout counts, after a backfill, the blobs whose index rows are
+	// still of an older layout (not listed: outside the backfill's
+	// selection, or deleted); LegacyDropped the layout-1 tables it deleted
+	// once there were none.
+	OldLayout     int
+	LegacyDropped int
 }
 
 func (r *Runner) now() time.Time {
@@ -295,7 +301,7 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		if err != nil {
 			return err
 		}
-		sameBlob := cp.Exists() && cp.CreatedOn.Equal(b.CreatedOn)
+		sameBlob := cp.Exists() && cp.CreatedOn.Equal(b.CreatedOn) && cp.Layout == index.Layout
 		switch {
 		case sameBlob && cp.Length == b.Length && cp.BlobETag == b.ETag && cp.Tries == 0:
 			// This exact version was read already (a cut last record

@@ -312,11 +312,15 @@ func TestRetentionRemovesOnlyOldDays(t *testing.T) {
 			t.Errorf("record %s: %d rows, want %d", id, got[id], want)
 		}
 	}
-	for _, tbl := range []string{index.TableByCaller, index.TableByIP, index.TableByObject} {
-		for k, row := range e.Rows(tbl) {
-			if tm, _ := row[index.PropTime].(string); tm < edge.Format("2006-01-02") {
-				t.Errorf("%s row %s of %s survived", tbl, k, tm)
-			}
+	for k := range e.Rows(index.TablePostings) {
+		pk, _, _ := strings.Cut(k, "/")
+		if _, day, _ := strings.Cut(pk, "|"); day < edge.Format(index.DayLayout) {
+			t.Errorf("posting row %s of %s survived", k, day)
+		}
+	}
+	for _, kind := range []string{index.KindCaller, index.KindIP, index.KindObject} {
+		if n := len(e.Postings(kind)); n != 20 {
+			t.Errorf("%d events in %s postings after retention, want the 20 kept", n, kind)
 		}
 	}
 	// The old blob's checkpoint went with its day; the others stay.

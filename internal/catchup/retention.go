@@ -15,7 +15,6 @@ import (
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
-	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // RetentionReport says what retention deleted.
@@ -31,20 +30,34 @@ func (r *Runner) retentionCutoff() time.Time {
 }
 
 // Retain deletes every index row of a day before the retention window:
-// events and lookup rows whose record time is older, and the checkpoints
+// events and posting rows of days before it, and the checkpoints
 // and counts of blob hours that old. Day partitions make these
 // whole-partition deletes. Repeating it deletes nothing more.
 func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {
 	cutoff := r.retentionCutoff()
 	rep := &RetentionReport{Cutoff: cutoff}
-	// Time is stored with a fixed width, so string order is time order.
-	timeFilter := "Time lt " + index.ODataString(parse.FormatTime(cutoff))
+	// RowKeys start with the inverted time, fixed width: a row older than
+	// the cutoff sorts after every key starting with the cutoff's (layout-1
+	// lookup tables, while backfill has not dropped them, alike).
+	oldRows := "RowKey gt " + index.ODataString(index.TimeRowKeyBound(cutoff)+"_~")
 	for _, tbl := range []string{index.TableEvents, index.TableByCaller, index.TableByIP, index.TableByObject} {
-		n, err := r.deleteWhere(ctx, tbl, timeFilter, nil)
+		n, err := r.deleteWhere(ctx, tbl, oldRows, nil)
 		rep.Deleted += n
 		if err != nil {
 			return rep, err
 		}
+	}
+	// Postings partitions are "<kind>|YYYYMMDD", the records' day: days
+	// before the cutoff's (a midnight) are older.
+	cutDay := cutoff.Format(index.DayLayout)
+	var kinds []string
+	for _, k := range []string{index.KindCaller, index.KindIP, index.KindObject} {
+		kinds = append(kinds, "(PartitionKey ge "+index.ODataString(k+"|")+" and PartitionKey lt "+index.ODataString(k+"|"+cutDay)+")")
+	}
+	n, err := r.deleteWhere(ctx, index.TablePostings, strings.Join(kinds, " or "), nil)
+	rep.Deleted += n
+	if err != nil {
+		return rep, err
 	}
 	// Blobs partitions are "<vault>|YYYYMMDDHH". Blobs of other paths live
 	// in "~|<hash>" partitions: their counts rows expire by their own Hour
@@ -52,7 +65,7 @@ func (r *Runner) Retain(ctx context.Context) (*RetentionReport, error) {
 	// partitions ("~vaults", "~state") are kept.
 	cutHour := cutoff.Format(index.HourLayout)
 	cutTime := cutoff.Format(time.RFC3339Nano)
-	n, err := r.deleteWhere(ctx, index.TableBlobs, "", func(k rowKeys) bool {
+	n, err = r.deleteWhere(ctx, index.TableBlobs, "", func(k rowKeys) bool {
 		if strings.HasPrefix(k.PartitionKey, "~|") {
 			return (k.Hour != "" && k.Hour < cutHour) || (k.UpdatedAt != "" && k.UpdatedAt < cutTime)
 		}

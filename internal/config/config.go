@@ -141,7 +141,7 @@ type Settings struct {
 	Index Account
 
 	LogsContainer string // default "insights-logs-auditevent"
-	TablePrefix   string // default "kvaudit": tables kvauditEvents, kvauditByCaller …
+	TablePrefix   string // default "kvaudit": tables kvauditEvents, kvauditPostings, kvauditBlobs
 
 	IngestConcurrency int           // partitions written at once, default 8
 	QueryMaxDays      int           // longest query window, default 31

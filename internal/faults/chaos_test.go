@@ -114,7 +114,7 @@ func storageRestart(t *testing.T, mode string, crash bool) {
 	}
 	// Every acknowledgement is in: Azurite is gone.
 	acked := map[string]map[rowID]ackedRow{}
-	for _, short := range []string{index.TableEvents, index.TableByCaller, index.TableByIP, index.TableByObject} {
+	for _, short := range []string{index.TableEvents, index.TablePostings} {
 		acked[short] = e.table.ackedIn(e.tables.Name(short))
 	}
 	ackedCP := e.table.ackedCheckpoints()
@@ -163,7 +163,7 @@ func storageRestart(t *testing.T, mode string, crash bool) {
 		t.Fatalf("Azurite lost blob bytes over the restart: %d of %d (the emulator's loss; the case needs the blob intact)", n, e.lengths[name])
 	}
 	note := fmt.Sprintf("Azurite %s lost %d of %d acknowledged index rows (%d events); checkpoint acknowledged at byte %d, %d after restart",
-		mode, nLost, len(acked[index.TableEvents])+len(acked[index.TableByCaller])+len(acked[index.TableByIP])+len(acked[index.TableByObject]),
+		mode, nLost, len(acked[index.TableEvents])+len(acked[index.TablePostings]),
 		len(lost.events), cpAcked, cpNow)
 	e.step("%s", note)
 	if !crash && (nLost > 0 || cpNow != cpAcked) {

@@ -13,6 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
+	"github.com/kvaudit/kvaudit/internal/query"
 )
 
 // eventRow is what the check reads of an Events row.
@@ -51,18 +53,70 @@ func (e *env) listRows(ctx context.Context, short, sel string, fn func(raw []byt
 	return nil
 }
 
-// events reads the Events table.
+// events reads the Events table: each row's record (layout 2 keeps it
+// compressed in R), decoded as the query API does.
 func (e *env) events(ctx context.Context) ([]eventRow, error) {
 	var rows []eventRow
-	err := e.listRows(ctx, index.TableEvents, "PartitionKey,RowKey,CorrelationId,ObjectId,Upn,AppId,CallerIpAddress,ObjectName,Vault", func(raw []byte) error {
-		var r eventRow
-		if err := json.Unmarshal(raw, &r); err != nil {
+	err := e.listRows(ctx, index.TableEvents, "", func(raw []byte) error {
+		var keys struct{ PartitionKey, RowKey string }
+		if err := json.Unmarshal(raw, &keys); err != nil {
 			return err
 		}
-		rows = append(rows, r)
+		var rec parse.Record
+		if err := query.DecodeRow(raw, &rec); err != nil {
+			return fmt.Errorf("Events row %s/%s: %w", keys.PartitionKey, keys.RowKey, err)
+		}
+		rows = append(rows, eventRow{PartitionKey: keys.PartitionKey, RowKey: keys.RowKey, CorrelationID: rec.CorrelationID,
+			ObjectID: rec.Identity.ObjectID, Upn: rec.Identity.UPN, AppID: rec.Identity.AppID,
+			CallerIPAddress: rec.CallerIPAddress, ObjectName: rec.ObjectName, Vault: rec.Vault})
 		return nil
 	})
 	return rows, err
+}
+
+// postings reads the Postings table: for each kind, each event's RowKey
+// and the number of distinct lookup keys with an entry for it (overlapping
+// postings of one key count once, as queries dedupe them).
+func (e *env) postings(ctx context.Context) (map[string]map[string]int, error) {
+	keys := map[string]map[string]map[string]bool{} // kind → event RowKey → lookup keys
+	err := e.listRows(ctx, index.TablePostings, "", func(raw []byte) error {
+		var r struct {
+			PartitionKey, RowKey string
+			P, P1, P2, P3        []byte
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		kind, _, _ := strings.Cut(r.PartitionKey, "|")
+		key, source, ok := index.PostingKey(r.RowKey)
+		if !ok {
+			return fmt.Errorf("posting %s: bad RowKey", r.RowKey)
+		}
+		es, err := index.DecodePosting(nil, slices.Concat(r.P, r.P1, r.P2, r.P3))
+		if err != nil {
+			return fmt.Errorf("posting %s: %w", r.RowKey, err)
+		}
+		if keys[kind] == nil {
+			keys[kind] = map[string]map[string]bool{}
+		}
+		for _, en := range es {
+			en.Source = source
+			rk := en.EventRowKey()
+			if keys[kind][rk] == nil {
+				keys[kind][rk] = map[string]bool{}
+			}
+			keys[kind][rk][key] = true
+		}
+		return nil
+	})
+	out := map[string]map[string]int{}
+	for kind, m := range keys {
+		out[kind] = map[string]int{}
+		for rk, ks := range m {
+			out[kind][rk] = len(ks)
+		}
+	}
+	return out, err
 }
 
 // emulatorLoss is what Azurite acknowledged before a restart and no longer
@@ -161,7 +215,7 @@ func (e *env) exactlyOnce(loss emulatorLoss) verdict {
 	v.Rows = len(rows)
 	seen := map[string]int{}
 	vaults := map[string]bool{}
-	want := map[string]map[string]int{index.TableByCaller: {}, index.TableByIP: {}, index.TableByObject: {}}
+	want := map[string]map[string]int{index.KindCaller: {}, index.KindIP: {}, index.KindObject: {}}
 	for _, r := range rows {
 		seen[r.CorrelationID]++
 		vaults[r.Vault] = true
@@ -171,12 +225,12 @@ func (e *env) exactlyOnce(loss emulatorLoss) verdict {
 				ids[strings.ToLower(id)] = true
 			}
 		}
-		want[index.TableByCaller][r.RowKey] = len(ids)
+		want[index.KindCaller][r.RowKey] = len(ids)
 		if r.CallerIPAddress != "" {
-			want[index.TableByIP][r.RowKey] = 1
+			want[index.KindIP][r.RowKey] = 1
 		}
 		if r.ObjectName != "" {
-			want[index.TableByObject][r.RowKey] = 1
+			want[index.KindObject][r.RowKey] = 1
 		}
 	}
 	for id, n := range seen {
@@ -200,22 +254,20 @@ func (e *env) exactlyOnce(loss emulatorLoss) verdict {
 	sort.Strings(v.Missing)
 	sort.Strings(v.Doubled)
 
-	for _, short := range []string{index.TableByCaller, index.TableByIP, index.TableByObject} {
-		got := map[string]int{}
-		if err := e.listRows(ctx, short, "RowKey", func(raw []byte) error {
-			var r struct{ RowKey string }
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return err
-			}
-			got[r.RowKey]++
-			return nil
-		}); err != nil {
-			e.t.Fatal(err)
-		}
+	// Lookups: every event under each of its caller ids, its IP and its
+	// object, in the postings; no entry without its event. A posting row
+	// the emulator lost takes its entries with it: those are its loss.
+	posted, err := e.postings(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	emuPostings := len(loss.rows[index.TablePostings]) > 0
+	for _, kind := range []string{index.KindCaller, index.KindIP, index.KindObject} {
+		got := posted[kind]
 		var missing, extra int
-		for rk, n := range want[short] {
+		for rk, n := range want[kind] {
 			if got[rk] < n {
-				if loss.lost(short, rk) {
+				if emuPostings || loss.lost(index.TableEvents, rk) {
 					v.EmuLookup += n - got[rk]
 				} else {
 					missing += n - got[rk]
@@ -223,16 +275,16 @@ func (e *env) exactlyOnce(loss emulatorLoss) verdict {
 			}
 		}
 		for rk, n := range got {
-			if n > want[short][rk] {
+			if n > want[kind][rk] {
 				if loss.lost(index.TableEvents, rk) {
-					v.EmuLookup += n - want[short][rk]
+					v.EmuLookup += n - want[kind][rk]
 				} else {
-					extra += n - want[short][rk]
+					extra += n - want[kind][rk]
 				}
 			}
 		}
 		if missing > 0 || extra > 0 {
-			v.Lookup = append(v.Lookup, fmt.Sprintf("%s: %d missing, %d without their event", short, missing, extra))
+			v.Lookup = append(v.Lookup, fmt.Sprintf("postings %s: %d missing, %d without their event", kind, missing, extra))
 		}
 	}
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -18,6 +19,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
+	"github.com/kvaudit/kvaudit/internal/query"
 )
 
 // proxy is a loopback reverse proxy between the handler and one Azurite
@@ -213,7 +218,7 @@ func (p *proxy) record(x *exchange) {
 			delete(p.acked, id)
 			continue
 		}
-		corr, _ := w.Props["CorrelationId"].(string)
+		corr := correlationID(w.Props, w.RK)
 		p.acked[id] = ackedRow{CorrelationID: corr, Seq: len(p.acked)}
 		if strings.HasPrefix(w.RK, "c|") {
 			if off, ok := int64Prop(w.Props["Offset"]); ok {
@@ -432,3 +437,24 @@ func (c *cutBody) Read(p []byte) (int, error) {
 }
 
 func (c *cutBody) Close() error { return c.body.Close() }
+
+// correlationID is the correlation id of an Events row written: decoded
+// from its record (layout 2 keeps it compressed in R); "" for other rows.
+func correlationID(props map[string]any, rk string) string {
+	if _, ok := props[index.PropRecord]; !ok {
+		return ""
+	}
+	if _, ok := props["RowKey"]; !ok {
+		props = maps.Clone(props)
+		props["RowKey"] = rk // the record's offset is in it
+	}
+	body, err := json.Marshal(props)
+	if err != nil {
+		return ""
+	}
+	var rec parse.Record
+	if err := query.DecodeRow(body, &rec); err != nil {
+		return ""
+	}
+	return rec.CorrelationID
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -13,10 +14,17 @@ import (
 // Table names, after the configured prefix.
 const (
 	TableEvents   = "Events"
+	TablePostings = "Postings"
+	TableBlobs    = "Blobs"
+)
+
+// Tables of layout 1, which held a full copy of every event per lookup
+// key. Nothing writes them now; backfill drops them once it has rebuilt
+// the index.
+const (
 	TableByCaller = "ByCaller"
 	TableByIP     = "ByIp"
 	TableByObject = "ByObject"
-	TableBlobs    = "Blobs"
 )
 
 // DayLayout is the day part of a partition key: fixed width, sorts as time.
@@ -142,6 +150,16 @@ func RowKeyTime(rk string) (time.Time, bool) {
 	}
 	ticks := maxTicks - inv - unixEpochTicks
 	return time.Unix(ticks/10_000_000, (ticks%10_000_000)*100).UTC(), true
+}
+
+// RowKeyOffset is the blob offset a RowKey made by RowKey encodes.
+func RowKeyOffset(rk string) (int64, bool) {
+	i := strings.LastIndexByte(rk, '_')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rk[i+1:], 16, 64)
+	return n, err == nil && n >= 0
 }
 
 // TimeRowKeyBound is the RowKey prefix bound for time t: rows at or after t

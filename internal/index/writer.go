@@ -48,7 +48,7 @@ func (t *Tables) Name(short string) string { return t.prefix + short }
 func (t *Tables) Client(short string) *aztables.Client { return t.svc.NewClient(t.Name(short)) }
 
 // AllTables lists the short names of every index table.
-var AllTables = []string{TableEvents, TableByCaller, TableByIP, TableByObject, TableBlobs}
+var AllTables = []string{TableEvents, TablePostings, TableBlobs}
 
 // Ensure creates the index tables; one that exists already is success. After
 // one success it returns nil at once, until a write finds a table missing

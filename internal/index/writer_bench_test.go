@@ -140,13 +140,15 @@ func benchChunks(b *testing.B, callers, objects int) [][][]Entity {
 			if err != nil {
 				b.Fatal(err)
 			}
-			chunk = append(chunk, enc.Rows(nil, &rec, "0123456789abcdef"))
+			chunk = append(chunk, enc.Rows(nil, &rec, p.Raw(), "0123456789abcdef"))
 			if p.Consumed()-chunkStart >= 4<<20 {
+				chunk = append(chunk, enc.Postings(nil, chunkStart))
 				out = append(out, chunk)
 				chunk, chunkStart = nil, p.Consumed()
 			}
 		}
 		if len(chunk) > 0 {
+			chunk = append(chunk, enc.Postings(nil, chunkStart))
 			out = append(out, chunk)
 		}
 	}

@@ -154,7 +154,7 @@ func TestVerifyListsOnceAndRecreatesMissing(t *testing.T) {
 	if counter.n.Load() != 1 || counted.Recreated() != 0 {
 		t.Errorf("Verify of intact tables: %d requests, %d re-created; want 1, 0", counter.n.Load(), counted.Recreated())
 	}
-	if _, err := tables.Client(TableByIP).Delete(ctx, nil); err != nil {
+	if _, err := tables.Client(TablePostings).Delete(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := counted.Verify(ctx); err != nil {
@@ -163,7 +163,7 @@ func TestVerifyListsOnceAndRecreatesMissing(t *testing.T) {
 	if counted.Recreated() != 1 {
 		t.Errorf("Verify after a table was dropped: %d re-created, want 1", counted.Recreated())
 	}
-	if _, err := tables.Client(TableByIP).GetEntity(ctx, "x", "y", nil); !strings.Contains(fmt.Sprint(err), "ResourceNotFound") {
-		t.Errorf("ByIp after Verify: %v, want the table back (ResourceNotFound)", err)
+	if _, err := tables.Client(TablePostings).GetEntity(ctx, "x", "y", nil); !strings.Contains(fmt.Sprint(err), "ResourceNotFound") {
+		t.Errorf("Postings after Verify: %v, want the table back (ResourceNotFound)", err)
 	}
 }

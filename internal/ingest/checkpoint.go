@@ -36,6 +36,10 @@ type Checkpoint struct {
 	Tries      int          // consecutive failed attempts
 	LastError  string
 	UpdatedAt  time.Time
+	// Layout is the index row layout (index.Layout) the rows of this
+	// lineage were written in: 1 for a checkpoint without it. A blob of an
+	// older layout is read again from 0 (see reconcileLineage).
+	Layout int
 
 	Counts *index.Counts // aggregates of this lineage's records
 
@@ -235,6 +239,7 @@ type checkpointRow struct {
 	Tries        int    `json:"Tries"`
 	LastError    string `json:"LastError"`
 	UpdatedAt    string `json:"UpdatedAt"`
+	Layout       int    `json:"Layout,omitempty"`
 }
 
 const edmInt64 = "Edm.Int64"
@@ -258,6 +263,7 @@ func newCheckpointRow(pk, rk string, cp *Checkpoint) checkpointRow {
 		Tries:     cp.Tries,
 		LastError: errText,
 		UpdatedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		Layout:    index.Layout,
 	}
 }
 
@@ -275,6 +281,7 @@ func (r checkpointRow) into(cp *Checkpoint) {
 	cp.Tries = r.Tries
 	cp.LastError = r.LastError
 	cp.UpdatedAt, _ = time.Parse(time.RFC3339Nano, r.UpdatedAt)
+	cp.Layout = max(r.Layout, 1)
 }
 
 func formatOf(s string) parse.Format {
@@ -463,4 +470,37 @@ func ListCheckpoints(ctx context.Context, t *index.Tables, vault string, from, t
 		}
 	}
 	return nil
+}
+
+// OldLayoutBlobs lists the blobs whose checkpoint says their rows are of
+// an older layout than index.Layout (backfill, or the next read of each,
+// rebuilds them). It reads every checkpoint row: a scan of the Blobs
+// table's checkpoints, for backfill and status.
+func OldLayoutBlobs(ctx context.Context, t *index.Tables) ([]string, error) {
+	filter := "Kind eq 'checkpoint'"
+	pager := t.Client(index.TableBlobs).NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: to.Ptr("Blob,Layout")})
+	var out []string
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			err = azstore.Classify(err)
+			if errors.Is(err, azstore.ErrNotFound) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("ingest: list checkpoints: %w", err)
+		}
+		for _, e := range page.Entities {
+			var r struct {
+				Blob   string
+				Layout *int
+			}
+			if err := json.Unmarshal(e, &r); err != nil {
+				return nil, err
+			}
+			if r.Layout == nil || *r.Layout < index.Layout {
+				out = append(out, r.Blob)
+			}
+		}
+	}
+	return out, nil
 }

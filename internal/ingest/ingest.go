@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
@@ -264,6 +265,11 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 	case length < cp.Offset:
 		reason = "checkpoint past the end of the blob"
 		rebuild = true
+	case cp.Layout < index.Layout:
+		// Rows of an older layout: write them again. Events rows upsert in
+		// place (same keys); the lineage's counts are rebuilt.
+		reason = "index rows of layout " + strconv.Itoa(cp.Layout) + ", rebuilt in layout " + strconv.Itoa(index.Layout)
+		rebuild = true
 	default:
 		return false
 	}
@@ -275,7 +281,7 @@ func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length i
 func (in *Ingester) readAgainFromZero(cp *Checkpoint, reason string, length int64) {
 	in.log().Warn("ingest: reading blob again from 0", slog.String("blob", cp.Blob), slog.String("reason", reason),
 		slog.Int64("checkpoint", cp.Offset), slog.Int64("length", length))
-	cp.Offset, cp.Format = 0, parse.FormatUnknown
+	cp.Offset, cp.Format, cp.Layout = 0, parse.FormatUnknown, index.Layout
 	cp.Records, cp.BadRecords, cp.Rejected, cp.TooOld = 0, 0, 0, 0
 	cp.Length, cp.BlobETag = 0, ""
 	cp.Counts = &index.Counts{}
@@ -340,6 +346,14 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 	// the caller reads the blob again from 0 (errTablesRecreated).
 	recreated := in.Tables.Recreated()
 	flushChunk := func(final bool) (bool, error) {
+		// The chunk's postings go with its event rows, before the
+		// checkpoint: keyed by lineage and chunkStart, a re-read of the
+		// chunk writes the same rows.
+		for _, r := range enc.Postings(rows[:0], chunkStart) {
+			if err := w.Add(ctx, r); err != nil {
+				return false, err
+			}
+		}
 		if err := w.Flush(ctx); err != nil {
 			return false, err
 		}
@@ -367,7 +381,7 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 			// Retention would delete it at its next run.
 			chunk = append(chunk, pending{offset: rec.Offset, old: true})
 		case err == nil:
-			rows = enc.Rows(rows[:0], &rec, cp.SourceID())
+			rows = enc.Rows(rows[:0], &rec, p.Raw(), cp.SourceID())
 			pr := pending{offset: rec.Offset, tally: index.TallyOf(&rec)}
 			if !beside(pr.tally.Key) {
 				pr.own = true
@@ -446,7 +460,7 @@ func (in *Ingester) commitChunk(ctx context.Context, cp *Checkpoint, chunk []pen
 				}
 			}
 		}
-		next.Offset, next.Format = end, format
+		next.Offset, next.Format, next.Layout = end, format, index.Layout
 		next.Records += recs
 		next.BadRecords += bad
 		next.TooOld += old

@@ -3,6 +3,9 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"math/rand/v2"
 
 	"os"
 	"path/filepath"
@@ -67,22 +70,43 @@ func TestSamplesIndexedOnceWithLookups(t *testing.T) {
 	if longClaims == 0 {
 		t.Error("no VaultGet with an objectId: long-URI claims not read")
 	}
-	// Every lookup row copies an event row, under its own key.
-	for _, tbl := range []string{index.TableByCaller, index.TableByIP, index.TableByObject} {
-		rows := e.Rows(tbl)
-		if len(rows) == 0 {
-			t.Errorf("%s is empty", tbl)
+	// Every posting entry points at an event row, and every event is
+	// under its caller, and under its IP and object when it has them.
+	kinds := map[string]int{}
+	pointed := map[string]int{}
+	for _, r := range e.Rows(index.TablePostings) {
+		payload, err := base64.StdEncoding.DecodeString(r[index.PropPostings].(string))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, r := range rows {
-			var found bool
-			for _, ev := range events {
-				if ev["RowKey"] == r["RowKey"] {
-					found = ev["OperationName"] == r["OperationName"] && ev["Time"] == r["Time"]
-				}
+		es, err := index.DecodePosting(nil, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk := r["PartitionKey"].(string)
+		kind, day, _ := strings.Cut(pk, "|")
+		_, source, ok := index.PostingKey(r["RowKey"].(string))
+		if !ok || int(r[index.PropCount].(float64)) != len(es) {
+			t.Fatalf("posting %v: bad key or count", r["RowKey"])
+		}
+		for _, en := range es {
+			en.Source = source
+			key := en.EventPartition(day) + "/" + en.EventRowKey()
+			if _, ok := events[key]; !ok {
+				t.Errorf("%s posting %v points at %s: no such event", kind, r["RowKey"], key)
 			}
-			if !found {
-				t.Errorf("%s row %v has no matching event", tbl, r["RowKey"])
+			kinds[kind]++
+			if kind == index.KindCaller {
+				pointed[key]++
 			}
+		}
+	}
+	if kinds[index.KindCaller] < 32 || kinds[index.KindIP] == 0 || kinds[index.KindObject] == 0 {
+		t.Errorf("posting entries by kind %v", kinds)
+	}
+	for key, ev := range events {
+		if ev[index.PropObjectID] != nil && pointed[key] == 0 {
+			t.Errorf("event %s is in no caller posting", key)
 		}
 	}
 	// The samples are of other vaults and days than the blob's: each is
@@ -230,29 +254,45 @@ func TestBadRecordsSkippedAndReported(t *testing.T) {
 	}
 }
 
+// Large values are kept whole while the compressed record fits an entity;
+// past that (an incompressible megabyte) properties are cut, with the
+// marker, and the record is still indexed.
 func TestOversizedFieldsTruncatedRecordKept(t *testing.T) {
 	e := ingesttest.New(t)
 	name := ingesttest.BlobName("vault1", hour)
-	big := strings.Repeat("é", 100_000)    // 100 K UTF-16 units: over one property's limit
-	huge := strings.Repeat("x", 1_500_000) // over an entity's limit on its own
+	big := strings.Repeat("é", 100_000)    // 100 K UTF-16 units: over layout 1's property limit
+	huge := strings.Repeat("x", 1_500_000) // over an entity's limit uncompressed
+	noise := make([]byte, 1_200_000)
+	rnd := rand.New(rand.NewPCG(7, 8))
+	for i := range noise {
+		noise[i] = byte(rnd.Uint32())
+	}
+	random := base64.StdEncoding.EncodeToString(noise) // over an entity's limit compressed
 	blob := append(ingesttest.RecordWith("vault1", hour, 1, `,"note":"`+big+`"`), ingesttest.RecordWith("vault1", hour.Add(time.Second), 2, `,"blob":"`+huge+`"`)...)
-	blob = append(blob, ingesttest.Record("vault1", hour.Add(2*time.Second), 3)...)
+	blob = append(blob, ingesttest.RecordWith("vault1", hour.Add(2*time.Second), 3, `,"noise":"`+random+`"`)...)
+	blob = append(blob, ingesttest.Record("vault1", hour.Add(3*time.Second), 4)...)
 	e.Append(name, true, blob)
 	res := e.Ingest(name)
-	if res.Records != 3 || res.Rejected != 0 {
-		t.Fatalf("%+v, want 3 records and nothing refused", res)
+	if res.Records != 4 || res.Rejected != 0 {
+		t.Fatalf("%+v, want 4 records and nothing refused", res)
 	}
-	var truncated int
+	var truncated, whole int
 	for _, r := range e.Rows(index.TableEvents) {
+		props, _ := r[index.PropProperties].(string)
 		if tr, _ := r["Truncated"].(string); strings.Contains(tr, "Properties") {
 			truncated++
-			if !strings.HasSuffix(r["Properties"].(string), index.TruncatedMarker) {
-				t.Errorf("truncated Properties lacks the marker")
+			var s string
+			if err := json.Unmarshal([]byte(props), &s); err != nil || !strings.HasSuffix(s, index.TruncatedMarker) {
+				t.Errorf("truncated Properties is not a string with the marker (%v)", err)
 			}
+			continue
+		}
+		if strings.Contains(props, big) || strings.Contains(props, huge) {
+			whole++
 		}
 	}
-	if truncated != 2 {
-		t.Fatalf("%d rows with truncated Properties, want 2", truncated)
+	if truncated != 1 || whole != 2 {
+		t.Fatalf("%d rows with truncated Properties (want 1), %d large values kept whole (want 2)", truncated, whole)
 	}
 }
 

@@ -71,7 +71,7 @@ func tableClient(t *testing.T, policies ...policy.Policy) *aztables.ServiceClien
 	return svc
 }
 
-// A lookup table deleted while an ingest writes into it is created again
+// The Postings table deleted while an ingest writes into it is created again
 // and every row of it written, those of the chunks committed before it
 // was dropped included: none is "refused", and the checkpoint does not
 // stay past rows the table lost.
@@ -82,9 +82,9 @@ func TestLookupTableDroppedMidIngestLosesNoRow(t *testing.T) {
 	e.Append(name, true, ingesttest.Records("vault1", hour, 0, n))
 
 	prefix := e.Tables.Name("")
-	drop := &dropAfterBatch{table: e.Tables.Name(index.TableByIP), after: 120} // in the third chunk
+	drop := &dropAfterBatch{table: e.Tables.Name(index.TablePostings), after: 6} // in the third chunk (three partitions a chunk)
 	drop.drop = func() error {
-		_, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil)
+		_, err := e.Tables.Client(index.TablePostings).Delete(context.Background(), nil)
 		return err
 	}
 	tables := index.NewTables(tableClient(t, drop), prefix)
@@ -107,8 +107,8 @@ func TestLookupTableDroppedMidIngestLosesNoRow(t *testing.T) {
 	if res.Records != n || res.To != e.BlobLength(name) {
 		t.Errorf("result %+v, want %d records to the end", res, n)
 	}
-	if got := len(e.Rows(index.TableByIP)); got != n {
-		t.Errorf("%d IP rows, want %d", got, n)
+	if got := len(e.Postings(index.KindIP)); got != n {
+		t.Errorf("%d events in IP postings, want %d", got, n)
 	}
 	if got := len(e.Rows(index.TableEvents)); got != n {
 		t.Errorf("%d event rows, want %d", got, n)
@@ -148,8 +148,8 @@ func TestAllTablesLostBetweenInvocations(t *testing.T) {
 	if got := len(e.Rows(index.TableEvents)); got != 300 {
 		t.Errorf("%d event rows, want 300", got)
 	}
-	if got := len(e.Rows(index.TableByIP)); got != 300 {
-		t.Errorf("%d IP rows, want 300", got)
+	if got := len(e.Postings(index.KindIP)); got != 300 {
+		t.Errorf("%d events in IP postings, want 300", got)
 	}
 	cp := checkpoint(e, name)
 	if cp.Records != 300 || total(cp.Counts) != 300 {
@@ -167,14 +167,14 @@ func TestAllTablesLostBetweenInvocations(t *testing.T) {
 func TestTableDroppedAfterItsLastWriteBeforeCommit(t *testing.T) {
 	e := ingesttest.New(t)
 	name := ingesttest.BlobName("vault1", hour)
-	const n = 60 // one IP: one ByIp transaction, the chunk's last into it
+	const n = 60 // one chunk: three Postings transactions (callers, IPs, objects), the chunk's last writes
 	oneIP := regexp.MustCompile(`"callerIpAddress":"[0-9.]+"`).ReplaceAll(
 		ingesttest.Records("vault1", hour, 0, n), []byte(`"callerIpAddress":"10.9.9.9"`))
 	e.Append(name, true, oneIP)
 
-	drop := &dropAfterBatch{table: e.Tables.Name(index.TableByIP)}
+	drop := &dropAfterBatch{table: e.Tables.Name(index.TablePostings), after: 2}
 	drop.drop = func() error {
-		_, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil)
+		_, err := e.Tables.Client(index.TablePostings).Delete(context.Background(), nil)
 		return err
 	}
 	tables := index.NewTables(tableClient(t, drop), e.Tables.Name(""))
@@ -189,12 +189,12 @@ func TestTableDroppedAfterItsLastWriteBeforeCommit(t *testing.T) {
 	if res.Records != n || res.To != e.BlobLength(name) {
 		t.Errorf("result %+v, want %d records to the end", res, n)
 	}
-	if got := len(e.Rows(index.TableByIP)); got != n {
-		t.Errorf("%d IP rows after the checkpoint moved, want %d", got, n)
+	if got := len(e.Postings(index.KindIP)); got != n {
+		t.Errorf("%d events in IP postings after the checkpoint moved, want %d", got, n)
 	}
 }
 
-// A lookup table lost between two invocations of a blob: the next one,
+// The Postings table lost between two invocations of a blob: the next one,
 // finding it missing, reads the blob again from 0, so the blob's rows
 // come back and its counts stay exact.
 func TestLookupTableLostBetweenInvocations(t *testing.T) {
@@ -202,17 +202,17 @@ func TestLookupTableLostBetweenInvocations(t *testing.T) {
 	name := ingesttest.BlobName("vault1", hour)
 	e.Append(name, true, ingesttest.Records("vault1", hour, 0, 300))
 	e.Ingest(name)
-	if _, err := e.Tables.Client(index.TableByIP).Delete(context.Background(), nil); err != nil {
+	if _, err := e.Tables.Client(index.TablePostings).Delete(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	e.Append(name, false, ingesttest.Records("vault1", hour, 300, 20))
 
 	res := e.Ingest(name)
 	if res.From != 0 || res.Records != 320 || res.To != e.BlobLength(name) || res.Rejected != 0 {
-		t.Fatalf("after ByIp was lost: %+v, want 320 records read again from 0", res)
+		t.Fatalf("after Postings was lost: %+v, want 320 records read again from 0", res)
 	}
-	if got := len(e.Rows(index.TableByIP)); got != 320 {
-		t.Errorf("%d IP rows, want 320", got)
+	if got := len(e.Postings(index.KindIP)); got != 320 {
+		t.Errorf("%d events in IP postings, want 320", got)
 	}
 	for id, c := range e.CountEvents() {
 		if c != 1 {

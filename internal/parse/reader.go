@@ -105,6 +105,8 @@ type Reader struct {
 	// document
 	ds         docState
 	recordsKey bool // the top-level key just read is "records"
+
+	raw []byte // the last record's JSON object (Raw)
 }
 
 // docState is where a Reader is in a document.
@@ -157,6 +159,13 @@ func NewReader(r io.Reader, opt Options) *Reader {
 	}
 	return p
 }
+
+// Raw is the JSON object of the record the last successful Next filled,
+// as logged, from its '{' to its '}' (a legacy document's element may
+// hold line breaks). It is valid until the next call of Next. A
+// Decoder's Decode of it, with the record's Blob and Offset, gives the
+// same Record.
+func (p *Reader) Raw() []byte { return p.raw }
 
 // Format returns the blob's format: Options.Format, or what was detected;
 // FormatUnknown until the first bytes other than whitespace have been seen.
@@ -449,6 +458,7 @@ func (p *Reader) line(rec *Record, line []byte, off int64) (blank bool, err erro
 	if reason := p.norm.normalize(rec, line, off+int64(start)); reason != "" {
 		return false, p.recordError(off, reason)
 	}
+	p.raw = line[start:end]
 	return false, nil
 }
 
@@ -690,6 +700,7 @@ func (p *Reader) element(rec *Record) error {
 	if reason != "" {
 		return p.recordError(off, reason)
 	}
+	p.raw = elem
 	return nil
 }
 

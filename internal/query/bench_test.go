@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,34 @@ func BenchmarkStats30Days(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/query")
 			b.ReportMetric(float64(st.Total), "events")
+		})
+	}
+}
+
+// BenchmarkQueryFirstPageLookup: the first page (100 events) of a caller,
+// an IP and an object over 7 days, newest first: the lookup, then the
+// events it points at.
+//
+//	go test -run '^$' -bench 'QueryFirstPageLookup' -benchtime 20x ./internal/query/
+func BenchmarkQueryFirstPageLookup(b *testing.B) {
+	e := benchData(b)
+	for _, sel := range []string{"caller=app3@contoso.com", "ip=10.2.3.3", "object=secret-7"} {
+		b.Run(sel[:strings.IndexByte(sel, '=')], func(b *testing.B) {
+			v := mustValues(b, sel+"&from="+benchEnd.Add(-7*24*time.Hour).Format(time.RFC3339)+"&to="+benchEnd.Format(time.RFC3339))
+			eq, err := ParseEvents(v, time.Now(), Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				n := 0
+				_, err := e.q.Events(context.Background(), eq, func(*parse.Record) error { n++; return nil })
+				if err != nil || n == 0 {
+					b.Fatalf("%d events, %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/query")
 		})
 	}
 }

@@ -98,8 +98,8 @@ type Detections struct {
 //     vaults it has indexed (one request).
 //   - Mass retrieval: the per-hour caller counts bound each caller's daily
 //     total; only callers whose total passes the threshold are read, from
-//     their ByCaller partition of that day, filtered on the server to
-//     successful SecretGet, KeyGet and VaultGet.
+//     their postings of that day (no event read), kept to successful
+//     SecretGet, KeyGet and VaultGet.
 //   - The other kinds are not in the counts (no TLS version or duration
 //     there): each vault's Events partitions of the window are read with
 //     one server-side filter that keeps only rows of some kind, so only
@@ -245,25 +245,20 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 		return nil, nil
 	}
 	p := newPlan(sel, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, w)
-	l := listing{table: p.table, filter: p.partitionFilter(day, ""),
-		sel: selectColumns("RowKey", index.PropVault, index.PropObjectName, index.PropCallerIPAddress,
-			index.PropClientInfo, index.PropObjectID, index.PropUPN, index.PropAppID)}
+	ps, err := q.dayEntries(ctx, p, day, budget)
 	g := newGrouping()
 	var r row
-	err = q.scan(ctx, l, budget, func(e []byte) error {
-		if err := decodeRow(e, &r); err != nil {
-			return err
-		}
+	for i := range ps {
 		// The partition holds every record naming this id, also as the
 		// appId of a user's request; the counts (and so the finding) are
 		// by the caller a record is counted under.
-		if r.callerKey() != caller {
-			return nil
+		if ps[i].e.Caller != caller {
+			continue
 		}
+		r.fromEntry(&ps[i].e)
 		t, _ := index.RowKeyTime(r.RowKey)
 		g.add(t, &r)
-		return nil
-	})
+	}
 	if err != nil || g.count <= int64(dq.Threshold) {
 		return nil, err
 	}
@@ -277,25 +272,28 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 func kindsFilter(slowMs float64) string {
 	ops := make([]string, len(sensitiveOps))
 	for i, op := range sensitiveOps {
-		ops[i] = index.PropOperationName + " eq " + index.ODataString(op)
+		ops[i] = index.PropOp + " eq " + index.ODataString(op)
 	}
-	return "((" + strings.Join(ops, " or ") + ") and Status ge 200 and Status le 299)" +
-		" or ((Status eq 401 or Status eq 403) and not (OperationName eq 'Authentication' and Status eq 401))" +
-		" or TlsVersion lt 'TLS1_2'" +
-		" or DurationMs gt " + odataDouble(slowMs)
+	return "((" + strings.Join(ops, " or ") + ") and S ge 200 and S le 299)" +
+		" or ((S eq 401 or S eq 403) and not (O eq 'Authentication' and S eq 401))" +
+		" or L lt " + index.ODataString(index.TLSFilterBound) +
+		" or D gt " + odataDouble(slowMs)
 }
 
 // scanEventKinds reads the rows of vault on day that are of some
 // event-scanned kind into agg.
 func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault, day string, agg *eventAggregates, budget *rowBudget) error {
 	p := newPlan(Selector{Vault: vault}, Filter{}, dq.Window)
-	l := listing{table: p.table, filter: p.partitionFilter(day, "") + " and (" + kindsFilter(dq.SlowMs) + ")",
-		sel: selectColumns("RowKey", index.PropVault, index.PropOperationName, index.PropStatus, index.PropObjectID,
-			index.PropUPN, index.PropAppID, index.PropCallerIPAddress, index.PropObjectName, index.PropTLSVersion,
-			index.PropDurationMs, index.PropClientInfo)}
-	var r row
+	l := listing{table: p.table, filter: p.partitionFilter(day, "") + " and (" + kindsFilter(dq.SlowMs) + ")"}
+	var (
+		r row
+		d parse.Decoder
+	)
 	return q.scan(ctx, l, budget, func(e []byte) error {
 		if err := decodeRow(e, &r); err != nil {
+			return err
+		}
+		if err := r.full(&d); err != nil {
 			return err
 		}
 		agg.add(&r, dq.SlowMs)

@@ -8,11 +8,13 @@
 // # Selectors and partitions
 //
 // Every query names at least one of vault, caller, ip or object, and reads
-// only that key's day partitions (index.Partition), never a table scan:
-// vault reads Events, caller ByCaller, ip ByIp, object ByObject. With
+// only that key's day partitions, never a table scan: vault reads its
+// Events partitions (index.Partition); caller, ip and object read their
+// posting rows of each day (one RowKey range of the Postings partition of
+// their kind and day), then the Events rows the entries point at. With
 // several selectors the most specific is read — caller, object, ip, vault,
 // in that order — and the others narrow it (see plan). Days are read
-// newest first and each partition is newest first by RowKey, so the
+// newest first and each day newest first by Events RowKey, so the
 // concatenation is newest first.
 //
 // # Safety

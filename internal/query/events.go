@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
@@ -52,7 +53,11 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 			D: p.days[day], A: after, NP: pos.pk, NR: pos.rk}).encode()
 	}
 	deadline := time.Now().Add(q.maxDuration())
+	if p.kind != "" {
+		return q.eventsFromPostings(ctx, eq, p, day, after, deadline, emit, func(day int, after string) string { return cont(day, after, srvPos{}) })
+	}
 	var (
+		d       parse.Decoder
 		r       row
 		rec     parse.Record
 		emitted int
@@ -82,10 +87,9 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 			if err := decodeRow(e, &r); err != nil {
 				return "", err
 			}
-			if !p.matches(&r) {
-				continue
+			if err := r.record(&d, &rec); err != nil {
+				return "", err
 			}
-			r.record(&rec)
 			if err := emit(&rec); err != nil {
 				return "", err
 			}
@@ -106,6 +110,107 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 			continue
 		}
 		pos = next
+	}
+	return "", nil
+}
+
+// eventsFromPostings is Events for a caller, object or IP: per day, the
+// key's matching entries, newest first, after the token's RowKey; the
+// page's Events rows are read by point reads, concurrently, and emitted in
+// order.
+//
+// The deadline bounds storage reads as in Events: a read still running when
+// it is spent is abandoned and the page ends with the continuation of where
+// that read began (nothing of it was emitted).
+func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string, deadline time.Time,
+	emit func(*parse.Record) error, cont func(day int, after string) string) (string, error) {
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel() // ends a prefetch still running
+	spent := func() bool { return dctx.Err() != nil && ctx.Err() == nil }
+	// The next day's postings are read while this day's events are: a
+	// page that needs more days waits for one read less each.
+	type dayRead struct {
+		day  int
+		ps   []posting
+		err  error
+		done chan struct{}
+	}
+	read := func(i int) *dayRead {
+		r := &dayRead{day: i, done: make(chan struct{})}
+		go func() {
+			defer close(r.done)
+			r.ps, r.err = q.dayEntries(dctx, p, p.days[i], nil)
+		}()
+		return r
+	}
+	var next *dayRead
+	var (
+		d       parse.Decoder
+		rec     parse.Record
+		emitted int
+	)
+	for pages := 0; day < len(p.days); pages++ {
+		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
+			return cont(day, after), nil
+		}
+		cur := next
+		if cur == nil || cur.day != day {
+			cur = read(day)
+		}
+		next = nil
+		if day+1 < len(p.days) && pages+1 < q.maxPages() {
+			next = read(day + 1)
+		}
+		<-cur.done
+		ps, err := cur.ps, cur.err
+		if err != nil && spent() {
+			return cont(day, after), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if after != "" {
+			ps = ps[sort.Search(len(ps), func(i int) bool { return ps[i].rk > after }):]
+		}
+		for len(ps) > 0 {
+			take := ps[:min(eq.Limit-emitted, len(ps))]
+			ps = ps[len(take):]
+			rows, err := q.fetchEvents(dctx, p.days[day], take)
+			if err != nil && spent() {
+				return cont(day, after), nil
+			}
+			if err != nil {
+				return "", err
+			}
+			for _, r := range rows {
+				if r == nil {
+					continue
+				}
+				if err := r.record(&d, &rec); err != nil {
+					return "", err
+				}
+				if err := emit(&rec); err != nil {
+					return "", err
+				}
+				emitted++
+			}
+			after = take[len(take)-1].rk
+			if emitted < eq.Limit {
+				if len(ps) > 0 && !time.Now().Before(deadline) {
+					return cont(day, after), nil
+				}
+				continue
+			}
+			switch {
+			case len(ps) > 0:
+				return cont(day, after), nil
+			case day+1 < len(p.days):
+				return cont(day+1, ""), nil
+			default:
+				return "", nil
+			}
+		}
+		day, after = day+1, ""
 	}
 	return "", nil
 }

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -8,33 +9,33 @@ import (
 	"github.com/kvaudit/kvaudit/internal/index"
 )
 
-// plan is how a query reads the index: one key of one table, over the day
-// partitions of the window, newest day first. Concatenating the days in
-// that order keeps the rows newest first, because within a partition the
-// RowKey is inverted time.
+// plan is how a query reads the index: one key, over the day partitions of
+// the window, newest day first.
 //
-// Which key: the index holds every event under its vault (Events) and under
-// each of its caller ids, its IP and its object name (ByCaller, ByIp,
-// ByObject, full copies). A query with several selectors reads the table of
-// the most specific one — caller, then object, then ip, then vault — and
-// narrows by the others: vault and ip by server-side filters on the Vault
-// and CallerIpAddress properties (both stored in the form the parameters
-// are normalized to), object on our side, because Table Storage compares
-// strings case-sensitively while object names are looked up
-// case-insensitively. The caller is never a secondary selector.
+// Which key: the index holds every event under its vault (an Events row)
+// and, in the Postings table, entries pointing at it under each of its
+// caller ids, its IP and its object name (see README's Tables). A query
+// with several selectors reads the most specific key — caller, then
+// object, then ip, then vault. A vault query reads the vault's Events
+// partitions, newest first by RowKey, with operations and statuses
+// filtered on the server. A caller, object or IP query reads the key's
+// posting rows of each day (one RowKey range of one partition), filters
+// the entries on our side (vault, ip, object, operations, statuses: the
+// entries carry them), orders them newest first by the Events RowKey they
+// point at, and reads those Events rows by point reads, concurrently.
 type plan struct {
-	table string   // short table name (index.TableEvents …)
-	key   string   // encoded key part: PartitionKey = key + "|" + day
+	table string   // short table name (index.TableEvents or index.TablePostings)
+	kind  string   // posting kind (index.KindCaller …) when table is Postings
+	key   string   // encoded key part
 	days  []string // index.DayLayout, newest first
 	lo    string   // RowKey bounds of the window: lo <= RowKey < hi
 	hi    string
-	// filter holds the server-side predicates beyond keys (secondary
-	// selectors, operations, statuses), "" when none. Every literal in it
-	// comes from a validated parameter and is quoted by odataString.
+	// filter holds the server-side predicates of an Events read
+	// (operations, statuses), "" when none. Every literal in it comes from
+	// a validated parameter and is quoted by odataString.
 	filter string
-	// object, when set, must equal the row's ObjectName case-insensitively
-	// (lower-cased here).
-	object string
+	sel    Selector
+	f      Filter
 	// fingerprint identifies the query for continuation tokens: the same
 	// selectors and filters give the same fingerprint.
 	fingerprint string
@@ -42,32 +43,22 @@ type plan struct {
 
 // newPlan plans sel and f over w. Selector must have at least one field set.
 func newPlan(sel Selector, f Filter, w Window) *plan {
-	p := &plan{}
-	var preds []string
+	p := &plan{sel: sel, f: f}
 	switch {
 	case sel.Caller != "":
-		p.table, p.key = index.TableByCaller, index.EncodeKeyPart(sel.Caller)
+		p.table, p.kind, p.key = index.TablePostings, index.KindCaller, index.EncodeKeyPart(sel.Caller)
 	case sel.Object != "":
-		p.table, p.key = index.TableByObject, index.EncodeKeyPart(sel.Object)
+		p.table, p.kind, p.key = index.TablePostings, index.KindObject, index.EncodeKeyPart(sel.Object)
 	case sel.IP != "":
-		p.table, p.key = index.TableByIP, index.EncodeKeyPart(sel.IP)
+		p.table, p.kind, p.key = index.TablePostings, index.KindIP, index.EncodeKeyPart(sel.IP)
 	default:
 		p.table, p.key = index.TableEvents, index.EncodeKeyPart(sel.Vault)
+		p.filter = strings.Join(f.predicates(), " and ")
 	}
-	if sel.Caller != "" && sel.Object != "" {
-		p.object = strings.ToLower(sel.Object)
-	}
-	if sel.IP != "" && p.table != index.TableByIP {
-		preds = append(preds, index.PropCallerIPAddress+" eq "+index.ODataString(sel.IP))
-	}
-	if sel.Vault != "" && p.table != index.TableEvents {
-		preds = append(preds, index.PropVault+" eq "+index.ODataString(sel.Vault))
-	}
-	preds = append(preds, f.predicates()...)
-	p.filter = strings.Join(preds, " and ")
 	p.days = days(w)
 	p.lo, p.hi = index.RowKeyRange(w.From, w.To)
-	p.fingerprint = fingerprint("events", p.table, p.key, p.filter, p.object)
+	p.fingerprint = fingerprint("events", p.table, p.kind, p.key, strings.ToLower(sel.Vault), sel.IP,
+		strings.ToLower(sel.Object), strings.Join(f.predicates(), " and "))
 	return p
 }
 
@@ -77,7 +68,7 @@ func (f Filter) predicates() []string {
 	if len(f.Operations) > 0 {
 		ors := make([]string, len(f.Operations))
 		for i, op := range f.Operations {
-			ors[i] = index.PropOperationName + " eq " + index.ODataString(op)
+			ors[i] = index.PropOp + " eq " + index.ODataString(op)
 		}
 		preds = append(preds, "("+strings.Join(ors, " or ")+")")
 	}
@@ -93,9 +84,9 @@ func (f Filter) predicates() []string {
 
 func statusPredicate(m StatusMatch) string {
 	if m.Lo == m.Hi {
-		return index.PropStatus + " eq " + strconv.Itoa(m.Lo)
+		return index.PropStat + " eq " + strconv.Itoa(m.Lo)
 	}
-	return "(" + index.PropStatus + " ge " + strconv.Itoa(m.Lo) + " and " + index.PropStatus + " le " + strconv.Itoa(m.Hi) + ")"
+	return "(" + index.PropStat + " ge " + strconv.Itoa(m.Lo) + " and " + index.PropStat + " le " + strconv.Itoa(m.Hi) + ")"
 }
 
 // days lists the UTC days [From, To) touches, newest first.
@@ -113,9 +104,18 @@ func days(w Window) []string {
 }
 
 // partitionFilter is the full filter of one day partition, resuming after
-// the RowKey after when it is not "".
+// the RowKey after when it is not "" (Events only).
 func (p *plan) partitionFilter(day, after string) string {
 	var b strings.Builder
+	if p.kind != "" {
+		b.WriteString("PartitionKey eq ")
+		b.WriteString(index.ODataString(p.kind + "|" + day))
+		b.WriteString(" and RowKey ge ")
+		b.WriteString(index.ODataString(p.key + "|"))
+		b.WriteString(" and RowKey lt ")
+		b.WriteString(index.ODataString(p.key + "}")) // '|' + 1
+		return b.String()
+	}
 	b.WriteString("PartitionKey eq ")
 	b.WriteString(index.ODataString(p.key + "|" + day))
 	b.WriteString(" and RowKey ge ")
@@ -142,10 +142,36 @@ func (p *plan) dayIndex(day string) int {
 	return -1
 }
 
-// matches applies the predicates Table Storage cannot (case-insensitive
-// object name).
-func (p *plan) matches(r *row) bool {
-	return p.object == "" || strings.ToLower(r.ObjectName) == p.object
+// matchesEntry applies the plan's selectors and filters to a posting
+// entry read from the key's partition: the window, then what the entry
+// carries. Comparisons are those the server makes on Events rows (exact
+// operation names and statuses) and case-insensitive for names.
+func (p *plan) matchesEntry(e *index.Entry, rk string) bool {
+	if rk < p.lo || rk >= p.hi {
+		return false
+	}
+	if p.sel.Vault != "" && !strings.EqualFold(e.Vault, p.sel.Vault) {
+		return false
+	}
+	if p.sel.IP != "" && e.IP != p.sel.IP {
+		return false
+	}
+	if p.sel.Object != "" && !strings.EqualFold(e.Object, p.sel.Object) {
+		return false
+	}
+	if len(p.f.Operations) > 0 && !slices.Contains(p.f.Operations, e.Op) {
+		return false
+	}
+	if len(p.f.Statuses) > 0 {
+		ok := false
+		for _, m := range p.f.Statuses {
+			ok = ok || e.Status >= m.Lo && e.Status <= m.Hi
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // odataDouble is f as an Edm.Double literal: Table Storage compares a

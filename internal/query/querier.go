@@ -42,6 +42,8 @@ type Querier struct {
 	// Concurrency bounds the storage requests one stats or detections query
 	// has in flight (default 8).
 	Concurrency int
+
+	layout layoutCheck
 }
 
 func (q *Querier) maxPages() int {
@@ -173,6 +175,11 @@ func (b *rowBudget) spend(n int) error {
 // parallel runs fn for each of n jobs on up to q.concurrency() goroutines
 // and returns the first error; after one, jobs not started are skipped.
 func (q *Querier) parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	return q.parallelN(ctx, n, q.concurrency(), fn)
+}
+
+// parallelN is parallel with its own bound.
+func (q *Querier) parallelN(ctx context.Context, n, conc int, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -180,7 +187,7 @@ func (q *Querier) parallel(ctx context.Context, n int, fn func(ctx context.Conte
 		mu    sync.Mutex
 		first error
 	)
-	sem := make(chan struct{}, q.concurrency())
+	sem := make(chan struct{}, conc)
 	for i := 0; i < n; i++ {
 		select {
 		case sem <- struct{}{}:

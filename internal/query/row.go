@@ -2,52 +2,51 @@ package query
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
-// row is an index row as Table Storage returns it (index.Prop* names).
-// Absent properties stay zero: ingest omits empty strings.
+// ErrOldLayout is returned when the index holds rows of an older layout
+// than this code reads (index.Layout): `handler backfill` rebuilds them.
+// Nothing is answered from such rows, so nothing is silently half-read.
+var ErrOldLayout = errors.New(index.OldLayoutNotice)
+
+// row is one event as a query sees it: the stored columns of a layout-2
+// Events row (index.Prop* names), and the fields stats, filters and
+// detections use, filled from those columns, from the record the row
+// holds (full) or from a posting entry (fromEntry).
 type row struct {
-	PartitionKey      string    `json:"PartitionKey"`
-	RowKey            string    `json:"RowKey"`
-	Time              string    `json:"Time"`
-	Vault             string    `json:"Vault"`
-	SubscriptionID    string    `json:"SubscriptionId"`
-	ResourceGroup     string    `json:"ResourceGroup"`
-	ResourceID        string    `json:"ResourceId"`
-	OperationName     string    `json:"OperationName"`
-	OperationVersion  string    `json:"OperationVersion"`
-	Category          string    `json:"Category"`
-	ResultType        string    `json:"ResultType"`
-	ResultSignature   string    `json:"ResultSignature"`
-	ResultDescription string    `json:"ResultDescription"`
-	DurationMs        *edmFloat `json:"DurationMs"`
-	CallerIPAddress   string    `json:"CallerIpAddress"`
-	CorrelationID     string    `json:"CorrelationId"`
-	ObjectID          string    `json:"ObjectId"`
-	UPN               string    `json:"Upn"`
-	AppID             string    `json:"AppId"`
-	Claims            string    `json:"Claims"`
-	HTTPStatusCode    int       `json:"HttpStatusCode"`
-	Status            int       `json:"Status"`
-	RequestURI        string    `json:"RequestUri"`
-	ID                string    `json:"Id"`
-	ObjectName        string    `json:"ObjectName"`
-	ObjectType        string    `json:"ObjectType"`
-	ClientInfo        string    `json:"ClientInfo"`
-	TLSVersion        string    `json:"TlsVersion"`
-	Properties        string    `json:"Properties"`
-	Extra             string    `json:"Extra"`
-	Blob              string    `json:"Blob"`
-	Offset            edmInt64  `json:"Offset"`
-	Truncated         string    `json:"Truncated"`
+	PartitionKey string    `json:"PartitionKey"`
+	RowKey       string    `json:"RowKey"`
+	V            *int      `json:"V"`
+	O            string    `json:"O"`
+	S            int       `json:"S"`
+	L            string    `json:"L"`
+	D            *edmFloat `json:"D"`
+	R            []byte    `json:"R"`
+	R1, R2, R3   []byte
+	R4, R5, R6   []byte
+	R7, R8, R9   []byte
+	R10, R11     []byte
+	R12, R13     []byte
+	R14, R15     []byte
+	Truncated    string `json:"Truncated"`
+
+	Vault           string    `json:"-"`
+	OperationName   string    `json:"-"`
+	Status          int       `json:"-"`
+	CallerIPAddress string    `json:"-"`
+	ObjectName      string    `json:"-"`
+	ClientInfo      string    `json:"-"`
+	TLSVersion      string    `json:"-"`
+	DurationMs      *edmFloat `json:"-"`
+	caller          string
 }
 
 // edmFloat is an Edm.Double as the service writes it: a JSON number, or a
@@ -84,144 +83,92 @@ func (f *edmFloat) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// edmInt64 is an Edm.Int64: a string in JSON (so that no precision is
-// lost), or a plain number from a writer that did not annotate it.
-type edmInt64 int64
-
-func (n *edmInt64) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("query: Edm.Int64 %q: %w", s, err)
-		}
-		*n = edmInt64(v)
-		return nil
-	}
-	var v int64
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*n = edmInt64(v)
-	return nil
-}
-
+// decodeRow reads an Events row's columns; a row without V is of layout 1
+// (ErrOldLayout).
 func decodeRow(entity []byte, r *row) error {
 	*r = row{}
 	if err := json.Unmarshal(entity, r); err != nil {
 		return fmt.Errorf("query: unreadable index row: %w", err)
 	}
+	if r.V == nil || *r.V != index.Layout {
+		return ErrOldLayout
+	}
+	r.OperationName, r.Status, r.TLSVersion, r.DurationMs = r.O, r.S, r.L, r.D
 	return nil
 }
 
-// time is the row's record time: its Time property, else the time its
-// RowKey encodes.
-func (r *row) time() time.Time {
-	if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
-		return t.UTC()
+// recordBytes is R with its continuations.
+func (r *row) recordBytes() []byte {
+	parts := [...][]byte{r.R1, r.R2, r.R3, r.R4, r.R5, r.R6, r.R7, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}
+	if len(parts[0]) == 0 {
+		return r.R
 	}
-	t, _ := index.RowKeyTime(r.RowKey)
-	return t
+	b := append([]byte(nil), r.R...)
+	for _, p := range parts {
+		if len(p) == 0 {
+			break
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// record fills rec with the record r holds (its R column): the record as
+// logged, normalized by d as `handler parse` does, so that the answer is
+// what parse prints for it. rec's raw fields are valid until d's next use.
+// Values ingest had to cut (listed in Truncated) are JSON strings ending
+// with index.TruncatedMarker.
+func (r *row) record(d *parse.Decoder, rec *parse.Record) error {
+	raw, blob, err := index.DecodeRecord(r.recordBytes())
+	if err != nil {
+		return fmt.Errorf("query: row %s/%s: %w", r.PartitionKey, r.RowKey, err)
+	}
+	off, ok := index.RowKeyOffset(r.RowKey)
+	if !ok {
+		return fmt.Errorf("query: row %s/%s: not an event RowKey", r.PartitionKey, r.RowKey)
+	}
+	if err := d.Decode(raw, blob, off, rec); err != nil {
+		return fmt.Errorf("query: row %s/%s: %w", r.PartitionKey, r.RowKey, err)
+	}
+	return nil
+}
+
+// full fills r's fields from the record it holds.
+func (r *row) full(d *parse.Decoder) error {
+	var rec parse.Record
+	if err := r.record(d, &rec); err != nil {
+		return err
+	}
+	r.Vault, r.CallerIPAddress, r.ObjectName, r.ClientInfo = rec.Vault, rec.CallerIPAddress, rec.ObjectName, rec.ClientInfo
+	r.TLSVersion = rec.TLSVersion // L holds only the versions the old-TLS filter asks for
+	r.caller = index.CallerKey(&rec)
+	return nil
+}
+
+// fromEntry fills r from a posting entry of lineage e.Source.
+func (r *row) fromEntry(e *index.Entry) {
+	*r = row{
+		RowKey: e.EventRowKey(), Vault: e.Vault, OperationName: e.Op, Status: e.Status,
+		CallerIPAddress: e.IP, ObjectName: e.Object, ClientInfo: e.Client, caller: e.Caller,
+	}
 }
 
 // callerKey is the caller the counts use for r: objectId, else upn, else
 // appId, lower-cased, else "-" (index.CallerKey).
-func (r *row) callerKey() string {
-	switch {
-	case r.ObjectID != "":
-		return strings.ToLower(r.ObjectID)
-	case r.UPN != "":
-		return strings.ToLower(r.UPN)
-	case r.AppID != "":
-		return strings.ToLower(r.AppID)
-	}
-	return "-"
-}
+func (r *row) callerKey() string { return r.caller }
 
-// record fills rec from r. Raw JSON properties that ingest had to cut
-// (listed in Truncated) are no longer valid JSON; they are given as JSON
-// strings holding the cut text, marker included, so that nothing is lost
-// and the output stays valid JSON.
-func (r *row) record(rec *parse.Record) {
-	*rec = parse.Record{
-		Time:              r.time(),
-		Vault:             r.Vault,
-		SubscriptionID:    r.SubscriptionID,
-		ResourceGroup:     r.ResourceGroup,
-		ResourceID:        r.ResourceID,
-		OperationName:     r.OperationName,
-		OperationVersion:  r.OperationVersion,
-		Category:          r.Category,
-		ResultType:        r.ResultType,
-		ResultSignature:   r.ResultSignature,
-		ResultDescription: r.ResultDescription,
-		CallerIPAddress:   r.CallerIPAddress,
-		CorrelationID:     r.CorrelationID,
-		Identity: parse.Identity{
-			ObjectID: r.ObjectID,
-			UPN:      r.UPN,
-			AppID:    r.AppID,
-			Claims:   r.raw(index.PropClaims, r.Claims),
-		},
-		HTTPStatusCode: r.HTTPStatusCode,
-		Status:         r.Status,
-		RequestURI:     r.RequestURI,
-		ID:             r.ID,
-		ObjectName:     r.ObjectName,
-		ObjectType:     r.ObjectType,
-		ClientInfo:     r.ClientInfo,
-		TLSVersion:     r.TLSVersion,
-		Properties:     r.raw(index.PropProperties, r.Properties),
-		Extra:          r.raw(index.PropExtra, r.Extra),
-		Blob:           r.Blob,
-		Offset:         int64(r.Offset),
-	}
-	if r.DurationMs != nil {
-		rec.DurationMs, rec.HasDuration = float64(*r.DurationMs), true
-	}
-}
-
-func (r *row) raw(name, v string) json.RawMessage {
-	if v == "" {
-		return nil
-	}
-	if r.wasTruncated(name) {
-		b, _ := json.Marshal(v) // a string: cannot fail
-		return b
-	}
-	return json.RawMessage(v)
-}
-
-func (r *row) wasTruncated(name string) bool {
-	if r.Truncated == "" {
-		return false
-	}
-	for _, n := range strings.Split(r.Truncated, ",") {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
-// DecodeRow fills rec from one index row (an Events or lookup row, as
-// Table Storage returns it, or as index.Encoder writes it). The record is
-// the one ingest indexed, except for values ingest had to cut: those end
-// with index.TruncatedMarker, and cut raw JSON comes back as a JSON string.
-// rec's fields do not share memory with entity.
+// DecodeRow fills rec from one layout-2 Events row, as Table Storage
+// returns it or as index.Encoder writes it: the record `handler parse`
+// prints, except for values ingest had to cut (those end with
+// index.TruncatedMarker, raw JSON as a JSON string). A row of layout 1 is
+// ErrOldLayout. rec's fields do not share memory with entity.
 func DecodeRow(entity []byte, rec *parse.Record) error {
 	var r row
 	if err := decodeRow(entity, &r); err != nil {
 		return err
 	}
-	if r.Time == "" && r.RowKey == "" {
-		return fmt.Errorf("query: not an index row: no Time and no RowKey")
-	}
-	r.record(rec)
-	return nil
+	var d parse.Decoder
+	return r.record(&d, rec)
 }
 
 // selectColumns is a $select list.

@@ -65,7 +65,7 @@ func TestFilterLiteralsQuoted(t *testing.T) {
 	w := Window{From: at("2026-11-20T00:00:00Z"), To: at("2026-11-21T00:00:00Z")}
 	p := newPlan(Selector{Caller: "o'brien@contoso.com", Vault: "v1", IP: "10.0.0.1"}, Filter{Operations: []string{"SecretGet"}}, w)
 	f := p.partitionFilter(p.days[0], "")
-	want := "PartitionKey eq 'o''brien@contoso.com|20261120'"
+	want := "PartitionKey eq 'c|20261120' and RowKey ge 'o''brien@contoso.com|'"
 	if !strings.HasPrefix(f, want) {
 		t.Fatalf("filter %s\nwant it to start with %s", f, want)
 	}

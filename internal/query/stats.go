@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // Group is one group of a stats answer, or one entry of a finding's list.
@@ -336,34 +337,55 @@ func countsFilter(vk string, from, to time.Time) string {
 // windows).
 func (q *Querier) statsFromRows(ctx context.Context, sel Selector, f Filter, w Window, by string, acc *tally, budget *rowBudget) error {
 	p := newPlan(sel, f, w)
-	cols := []string{"RowKey"}
+	if p.kind != "" {
+		return q.parallel(ctx, len(p.days), func(ctx context.Context, i int) error {
+			ps, err := q.dayEntries(ctx, p, p.days[i], budget)
+			if err != nil {
+				return err
+			}
+			local := map[string]int64{}
+			var r row
+			for j := range ps {
+				r.fromEntry(&ps[j].e)
+				if k := rowKeyOf(&r, by); k != "" {
+					local[k]++
+				}
+			}
+			acc.merge(local, int64(len(ps)), int64(len(ps)))
+			return nil
+		})
+	}
+	cols := []string{"RowKey", index.PropLayout}
+	whole := false
 	switch by {
 	case ByOperation:
-		cols = append(cols, index.PropOperationName)
+		cols = append(cols, index.PropOp)
 	case ByStatus:
-		cols = append(cols, index.PropStatus)
-	case ByCaller:
-		cols = append(cols, index.PropObjectID, index.PropUPN, index.PropAppID)
-	case ByIP:
-		cols = append(cols, index.PropCallerIPAddress)
-	case ByObject:
-		cols = append(cols, index.PropObjectName)
+		cols = append(cols, index.PropStat)
+	case ByCaller, ByIP, ByObject:
+		whole = true // from the record the row holds
 	}
-	if p.object != "" && by != ByObject {
-		cols = append(cols, index.PropObjectName)
+	columns := selectColumns(cols...)
+	if whole {
+		columns = ""
 	}
 	return q.parallel(ctx, len(p.days), func(ctx context.Context, i int) error {
 		local := map[string]int64{}
 		var total, scanned int64
-		var r row
-		l := listing{table: p.table, filter: p.partitionFilter(p.days[i], ""), sel: selectColumns(cols...)}
+		var (
+			r row
+			d parse.Decoder
+		)
+		l := listing{table: p.table, filter: p.partitionFilter(p.days[i], ""), sel: columns}
 		err := q.scan(ctx, l, budget, func(e []byte) error {
 			scanned++
 			if err := decodeRow(e, &r); err != nil {
 				return err
 			}
-			if !p.matches(&r) {
-				return nil
+			if whole {
+				if err := r.full(&d); err != nil {
+					return err
+				}
 			}
 			total++
 			if k := rowKeyOf(&r, by); k != "" {

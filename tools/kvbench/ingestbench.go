@@ -40,12 +40,12 @@ type blobData struct {
 // ingestFigures is what the cost measurement takes from the ingest one.
 type ingestFigures struct {
 	records, rawBytes int64
-	rows              int64 // index rows (events and lookups)
+	rows              int64 // index rows (events and postings)
 	rowBytes          int64 // their JSON bodies, as sent
 	rowStored         int64 // their size by the service's entity size formula
-	rowStoredLean     int64 // the same if lookup rows left out the raw JSON (a what-if)
+	eventsRows        int64 // the Events rows' part of rows
 	eventsStored      int64 // the Events rows' part of rowStored
-	rowStoredKeys     int64 // the same if lookup rows held their keys only (a what-if)
+	eventsRecord      int64 // the R columns' part of eventsStored (name, overhead, bytes)
 	blobsRows         int64 // rows of the Blobs table (checkpoints, counts) after ingest
 	blobsStored       int64
 	blobsRowBytes     int64
@@ -97,6 +97,32 @@ func bareBatches(blobs []blobData, fig *ingestFigures) ([]batch, error) {
 	var enc index.Encoder
 	var rows []index.Entity
 	var rec parse.Record
+	add := func(rows []index.Entity) error {
+		for _, r := range rows {
+			k := key{r.Table, r.PK}
+			if _, ok := groups[k]; !ok {
+				order = append(order, k)
+			}
+			groups[k] = append(groups[k], r)
+			fig.rows++
+			fig.rowBytes += int64(len(r.Body))
+			n, err := entitySize(r.Body, nil)
+			if err != nil {
+				return err
+			}
+			fig.rowStored += n
+			if r.Table == index.TableEvents {
+				fig.eventsRows++
+				fig.eventsStored += n
+				lean, err := entitySize(r.Body, recordProps)
+				if err != nil {
+					return err
+				}
+				fig.eventsRecord += n - lean
+			}
+		}
+		return nil
+	}
 	for _, bl := range blobs {
 		p := parse.NewReader(bytes.NewReader(bl.data), parse.Options{Blob: bl.name, Complete: true})
 		src := index.SourceID(bl.name, created)
@@ -109,35 +135,14 @@ func bareBatches(blobs []blobData, fig *ingestFigures) ([]batch, error) {
 				return nil, err
 			}
 			fig.records++
-			rows = enc.Rows(rows[:0], &rec, src)
-			for _, r := range rows {
-				k := key{r.Table, r.PK}
-				if _, ok := groups[k]; !ok {
-					order = append(order, k)
-				}
-				groups[k] = append(groups[k], r)
-				fig.rows++
-				fig.rowBytes += int64(len(r.Body))
-				n, err := entitySize(r.Body, nil)
-				if err != nil {
-					return nil, err
-				}
-				fig.rowStored += n
-				if r.Table == index.TableEvents {
-					fig.eventsStored += n
-					fig.rowStoredLean += n
-					fig.rowStoredKeys += n
-					continue
-				}
-				if n, err = entitySize(r.Body, rawProps); err != nil {
-					return nil, err
-				}
-				fig.rowStoredLean += n
-				if n, err = entitySize(r.Body, allProps); err != nil {
-					return nil, err
-				}
-				fig.rowStoredKeys += n
+			rows = enc.Rows(rows[:0], &rec, p.Raw(), src)
+			if err := add(rows); err != nil {
+				return nil, err
 			}
+		}
+		// One blob is one ingest chunk here (under 4 MiB): its postings.
+		if err := add(enc.Postings(rows[:0], 0)); err != nil {
+			return nil, err
 		}
 		fig.rawBytes += int64(len(bl.data))
 	}
@@ -312,12 +317,9 @@ func blobsTableSize(ctx context.Context, tables *index.Tables, fig *ingestFigure
 	return nil
 }
 
-// rawProps are the properties holding logged JSON as text, the bulk of a
-// row.
-var rawProps = map[string]bool{index.PropProperties: true, index.PropClaims: true, index.PropExtra: true}
-
-// allProps stands for every property but the keys.
-var allProps = map[string]bool{"*": true}
+// recordProps are the Events row's compressed record (R and its
+// continuations).
+var recordProps = map[string]bool{index.PropRecord: true, index.PropRecord + "1": true, index.PropRecord + "2": true}
 
 // entitySize is the service's size formula for an entity given as its JSON
 // body: 4 bytes + 2 per key character + per property (8 bytes + 2 per name

@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // Env is one test's container and tables, and an Ingester over them.
@@ -120,7 +123,131 @@ func (e *Env) Rows(short string) map[string]map[string]any {
 			if err := json.Unmarshal(raw, &m); err != nil {
 				e.T.Fatal(err)
 			}
+			if short == index.TableEvents {
+				if err := expand(m); err != nil {
+					e.T.Fatalf("%s row %v: %v", short, m["RowKey"], err)
+				}
+			}
 			out[m["PartitionKey"].(string)+"/"+m["RowKey"].(string)] = m
+		}
+	}
+	return out
+}
+
+// expand adds to an Events row of layout 2 the fields of the record it
+// holds (R), under the property names of layout 1 (index.PropTime …; empty
+// strings left out, as layout 1 did), so that a test reads what was
+// indexed without decoding rows itself.
+func expand(m map[string]any) error {
+	var packed []byte
+	for i := 0; ; i++ {
+		name := index.PropRecord
+		if i > 0 {
+			name += strconv.Itoa(i)
+		}
+		v, ok := m[name].(string)
+		if !ok {
+			break
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return err
+		}
+		packed = append(packed, b...)
+	}
+	if len(packed) == 0 {
+		return nil // not layout 2: left as it is
+	}
+	raw, blob, err := index.DecodeRecord(packed)
+	if err != nil {
+		return err
+	}
+	rk, _ := m["RowKey"].(string)
+	off, _ := index.RowKeyOffset(rk)
+	var d parse.Decoder
+	var rec parse.Record
+	if err := d.Decode(raw, blob, off, &rec); err != nil {
+		return err
+	}
+	str := func(name, v string) {
+		if v != "" {
+			m[name] = v
+		}
+	}
+	str(index.PropTime, parse.FormatTime(rec.Time))
+	str(index.PropVault, rec.Vault)
+	str(index.PropSubscriptionID, rec.SubscriptionID)
+	str(index.PropResourceGroup, rec.ResourceGroup)
+	str(index.PropResourceID, rec.ResourceID)
+	str(index.PropOperationName, rec.OperationName)
+	str(index.PropOperationVersion, rec.OperationVersion)
+	str(index.PropCategory, rec.Category)
+	str(index.PropResultType, rec.ResultType)
+	str(index.PropResultSignature, rec.ResultSignature)
+	str(index.PropResultDescription, rec.ResultDescription)
+	str(index.PropCallerIPAddress, rec.CallerIPAddress)
+	str(index.PropCorrelationID, rec.CorrelationID)
+	str(index.PropObjectID, rec.Identity.ObjectID)
+	str(index.PropUPN, rec.Identity.UPN)
+	str(index.PropAppID, rec.Identity.AppID)
+	str(index.PropClaims, string(rec.Identity.Claims))
+	str(index.PropRequestURI, rec.RequestURI)
+	str(index.PropID, rec.ID)
+	str(index.PropObjectName, rec.ObjectName)
+	str(index.PropObjectType, rec.ObjectType)
+	str(index.PropClientInfo, rec.ClientInfo)
+	str(index.PropTLSVersion, rec.TLSVersion)
+	str(index.PropProperties, string(rec.Properties))
+	str(index.PropExtra, string(rec.Extra))
+	str(index.PropBlob, rec.Blob)
+	if rec.HasDuration {
+		m[index.PropDurationMs] = rec.DurationMs
+	}
+	if rec.HTTPStatusCode != 0 {
+		m[index.PropHTTPStatusCode] = float64(rec.HTTPStatusCode)
+	}
+	m[index.PropStatus] = float64(rec.Status)
+	m[index.PropOffset] = strconv.FormatInt(rec.Offset, 10)
+	return nil
+}
+
+// Postings maps each event found in the posting rows of kind
+// (index.KindCaller …) — its Events PartitionKey/RowKey — to the number of
+// entries naming it (more than one where postings overlap, which queries
+// dedupe).
+func (e *Env) Postings(kind string) map[string]int {
+	e.T.Helper()
+	out := map[string]int{}
+	for _, r := range e.Rows(index.TablePostings) {
+		pk, _ := r["PartitionKey"].(string)
+		k, day, _ := strings.Cut(pk, "|")
+		if k != kind {
+			continue
+		}
+		var payload []byte
+		for i := 0; ; i++ {
+			name := index.PropPostings
+			if i > 0 {
+				name += strconv.Itoa(i)
+			}
+			v, ok := r[name].(string)
+			if !ok {
+				break
+			}
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				e.T.Fatal(err)
+			}
+			payload = append(payload, b...)
+		}
+		es, err := index.DecodePosting(nil, payload)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		_, source, _ := index.PostingKey(r["RowKey"].(string))
+		for _, en := range es {
+			en.Source = source
+			out[en.EventPartition(day)+"/"+en.EventRowKey()]++
 		}
 	}
 	return out
