@@ -27,18 +27,7 @@ type postingRow struct {
 }
 
 func (r *postingRow) payload() []byte {
-	parts := [...][]byte{r.P1, r.P2, r.P3, r.P4, r.P5, r.P6, r.P7, r.P8, r.P9, r.P10, r.P11, r.P12, r.P13, r.P14, r.P15}
-	if len(parts[0]) == 0 {
-		return r.P
-	}
-	b := append([]byte(nil), r.P...)
-	for _, p := range parts {
-		if len(p) == 0 {
-			break
-		}
-		b = append(b, p...)
-	}
-	return b
+	return joinParts(r.P, r.P1, r.P2, r.P3, r.P4, r.P5, r.P6, r.P7, r.P8, r.P9, r.P10, r.P11, r.P12, r.P13, r.P14, r.P15)
 }
 
 // posting is one entry found for a query, with its Events RowKey.

@@ -139,21 +139,9 @@ func (e *Env) Rows(short string) map[string]map[string]any {
 // strings left out, as layout 1 did), so that a test reads what was
 // indexed without decoding rows itself.
 func expand(m map[string]any) error {
-	var packed []byte
-	for i := 0; ; i++ {
-		name := index.PropRecord
-		if i > 0 {
-			name += strconv.Itoa(i)
-		}
-		v, ok := m[name].(string)
-		if !ok {
-			break
-		}
-		b, err := base64.StdEncoding.DecodeString(v)
-		if err != nil {
-			return err
-		}
-		packed = append(packed, b...)
+	packed, err := binaryColumn(m, index.PropRecord)
+	if err != nil {
+		return err
 	}
 	if len(packed) == 0 {
 		return nil // not layout 2: left as it is
@@ -224,21 +212,9 @@ func (e *Env) Postings(kind string) map[string]int {
 		if k != kind {
 			continue
 		}
-		var payload []byte
-		for i := 0; ; i++ {
-			name := index.PropPostings
-			if i > 0 {
-				name += strconv.Itoa(i)
-			}
-			v, ok := r[name].(string)
-			if !ok {
-				break
-			}
-			b, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				e.T.Fatal(err)
-			}
-			payload = append(payload, b...)
+		payload, err := binaryColumn(r, index.PropPostings)
+		if err != nil {
+			e.T.Fatal(err)
 		}
 		es, err := index.DecodePosting(nil, payload)
 		if err != nil {
@@ -303,4 +279,25 @@ func Records(vault string, start time.Time, first, n int) []byte {
 		b = append(b, Record(vault, start.Add(time.Duration(i)*time.Second), first+i)...)
 	}
 	return b
+}
+
+// binaryColumn is the binary column name of row m (as the service returns
+// it, base64) with its continuations name1, name2 … joined.
+func binaryColumn(m map[string]any, name string) ([]byte, error) {
+	var out []byte
+	for i := 0; ; i++ {
+		prop := name
+		if i > 0 {
+			prop += strconv.Itoa(i)
+		}
+		v, ok := m[prop].(string)
+		if !ok {
+			return out, nil
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
 }
