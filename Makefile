@@ -48,7 +48,7 @@ lint: $(STATICCHECK) $(AZURITE)
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	  else \
 	    echo "make browser: Chromium is missing; install it: sudo apt-get install -y --no-install-recommends chromium"; \
 	  fi
