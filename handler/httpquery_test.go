@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -88,25 +87,10 @@ func fixtureApp(t *testing.T) *testApp {
 	return &ta
 }
 
+// do is send without a body.
 func (ta *testApp) do(method, path string, header http.Header) (*http.Response, []byte) {
 	ta.t.Helper()
-	req, err := http.NewRequest(method, ta.srv.URL+path, nil)
-	if err != nil {
-		ta.t.Fatal(err)
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		ta.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		ta.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return resp, body
+	return ta.send(method, path, "", header)
 }
 
 const kv1Window = "&from=2026-11-20T00:00:00Z&to=2026-11-22T00:00:00Z"
