@@ -224,10 +224,7 @@ func fitRecord(rec *parse.Record, orig []byte, blob string) (r []byte, truncated
 func eventRow(rec *parse.Record, raw []byte, pk, rk string) Entity {
 	r, truncated := fitRecord(rec, raw, rec.Blob)
 	b := make([]byte, 0, 160+len(pk)+len(rk)+len(rec.OperationName)+len(r)*4/3)
-	b = append(b, `{"PartitionKey":`...)
-	b = appendJSONString(b, pk)
-	b = append(b, `,"RowKey":`...)
-	b = appendJSONString(b, rk)
+	b = appendKeys(b, pk, rk)
 	b = append(b, `,"V":`...)
 	b = strconv.AppendInt(b, Layout, 10)
 	b = append(b, `,"O":`...)
@@ -392,10 +389,7 @@ func (p *Postings) Rows(dst []Entity, chunkStart int64) []Entity {
 			}
 			payload := EncodePosting(es[:n])
 			b := make([]byte, 0, 96+len(pk)+len(rk)+len(payload)*4/3)
-			b = append(b, `{"PartitionKey":`...)
-			b = appendJSONString(b, pk)
-			b = append(b, `,"RowKey":`...)
-			b = appendJSONString(b, rk)
+			b = appendKeys(b, pk, rk)
 			b = append(b, `,"V":`...)
 			b = strconv.AppendInt(b, Layout, 10)
 			b = append(b, `,"N":`...)
@@ -513,4 +507,12 @@ func DecodePosting(dst []Entry, b []byte) ([]Entry, error) {
 		dst = append(dst, e)
 	}
 	return dst, nil
+}
+
+// appendKeys opens an entity's JSON with its keys: `{"PartitionKey":…,"RowKey":…`.
+func appendKeys(b []byte, pk, rk string) []byte {
+	b = append(b, `{"PartitionKey":`...)
+	b = appendJSONString(b, pk)
+	b = append(b, `,"RowKey":`...)
+	return appendJSONString(b, rk)
 }

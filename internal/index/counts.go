@@ -220,10 +220,7 @@ func CountsEntities(table, pk, sourceID string, c *Counts) ([]Entity, error) {
 		}
 		for part := 0; part == 0 || part*countChunksPerRow < len(chunks); part++ {
 			rk := fmt.Sprintf("%s%s|%s|%03d", CountsRowPrefix(sourceID), k.Hour, EncodeKeyPart(k.Vault), part)
-			b := []byte(`{"PartitionKey":`)
-			b = appendJSONString(b, pk)
-			b = append(b, `,"RowKey":`...)
-			b = appendJSONString(b, rk)
+			b := appendKeys(nil, pk, rk)
 			b = append(b, `,"Vault":`...)
 			b = appendJSONString(b, k.Vault)
 			b = append(b, `,"Hour":`...)
