@@ -107,8 +107,8 @@ type Clients struct {
 var maxRetries int32 = 5
 
 // clientOptions: azcore's retry policy (exponential, honours Retry-After on
-// 429/503) instead of hand-written loops, and 401/403 turned into an
-// *AuthError naming a's setting.
+// 429/503) instead of hand-written loops, 401/403 turned into an
+// *AuthError naming a's setting, and the shared transport.
 func clientOptions(a config.Account, service string) azcore.ClientOptions {
 	return azcore.ClientOptions{
 		Retry: policy.RetryOptions{
@@ -119,6 +119,7 @@ func clientOptions(a config.Account, service string) azcore.ClientOptions {
 		},
 		Telemetry:       policy.TelemetryOptions{ApplicationID: ApplicationID},
 		PerCallPolicies: []policy.Policy{refusedPolicy{check: refusedCheck(a, service), setting: a.Setting}},
+		Transport:       transport(),
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +147,72 @@ func TestManagedIdentityFailureIsAuthError(t *testing.T) {
 			}
 			t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 		})
+	}
+}
+
+// Connections to an account are kept for the next requests, as many as
+// kvaudit has in flight: azcore's default keeps 10, so a query page's
+// point reads (16 at a time) dialled again on every wave.
+func TestConnectionsAreKeptForReuse(t *testing.T) {
+	const inFlight = 24 // above azcore's 10, within idleConnsPerHost
+	var (
+		mu      sync.Mutex
+		dialled int
+		waiting int
+		all     = make(chan struct{})
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hold each request until the whole wave is in, so that the wave
+		// really has inFlight connections open at once.
+		mu.Lock()
+		if waiting++; waiting == inFlight {
+			close(all)
+		}
+		wave := all
+		mu.Unlock()
+		select {
+		case <-wave:
+		case <-time.After(5 * time.Second):
+		}
+		w.Header().Set("Content-Type", "application/json;odata=minimalmetadata")
+		io.WriteString(w, `{"PartitionKey":"p","RowKey":"r"}`) //nolint:errcheck // a test server
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			dialled++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	svc, err := NewTableClient(config.Account{Setting: "AuditIndexStorage", Name: "acct", Key: config.DevAccountKey, TableURL: srv.URL + "/acct"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := svc.NewClient("t")
+	for wave := range 2 {
+		mu.Lock()
+		waiting, all = 0, make(chan struct{})
+		mu.Unlock()
+		var wg sync.WaitGroup
+		errs := make(chan error, inFlight)
+		for range inFlight {
+			wg.Go(func() {
+				if _, err := client.GetEntity(context.Background(), "p", "r", nil); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("wave %d: %v", wave, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dialled != inFlight {
+		t.Errorf("two waves of %d requests dialled %d connections, want %d (the second wave reusing the first's)", inFlight, dialled, inFlight)
 	}
 }
