@@ -168,10 +168,10 @@ func TestConnectionsAreKeptForReuse(t *testing.T) {
 		if waiting++; waiting == inFlight {
 			close(all)
 		}
-		wave := all
+		in := all
 		mu.Unlock()
 		select {
-		case <-wave:
+		case <-in:
 		case <-time.After(5 * time.Second):
 		}
 		w.Header().Set("Content-Type", "application/json;odata=minimalmetadata")

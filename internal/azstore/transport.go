@@ -2,10 +2,8 @@ package azstore
 
 import (
 	"crypto/tls"
-	"net"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // idleConnsPerHost is how many idle connections to one storage endpoint
@@ -17,23 +15,13 @@ import (
 const idleConnsPerHost = 128
 
 // transport is the one HTTP client every storage client of the process
-// shares: azcore's defaults (proxy from the environment, TLS 1.2 or later,
-// HTTP/2 where offered, the same timeouts) with connections kept for reuse
-// as above.
+// shares: Go's default transport (proxy from the environment, HTTP/2 where
+// offered, the timeouts azcore also uses) with azcore's TLS settings and
+// connections kept for reuse as above. Built on first use: no I/O.
 var transport = sync.OnceValue(func() *http.Client {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4 * idleConnsPerHost,
-		MaxIdleConnsPerHost:   idleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		TLSClientConfig: &tls.Config{
-			MinVersion:    tls.VersionTLS12,
-			Renegotiation: tls.RenegotiateFreelyAsClient,
-		},
-	}}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * idleConnsPerHost
+	t.MaxIdleConnsPerHost = idleConnsPerHost
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, Renegotiation: tls.RenegotiateFreelyAsClient}
+	return &http.Client{Transport: t}
 })
