@@ -266,16 +266,14 @@ func (pe *postingEncoder) reset() {
 // row, as many as fit, at least one, and says how many.
 func (pe *postingEncoder) fill(es []Entry) int {
 	pe.reset()
-	var prevT, prevO int64
-	for _, e := range es {
+	for i := range es {
 		if pe.n == maxEntriesPerRow {
 			break
 		}
 		// What this entry adds: its varints (at most 3×10 + 6×10 bytes)
 		// and the strings the table does not hold yet.
 		grow := 90
-		strs := [...]string{e.Vault, e.Op, e.Caller, e.IP, e.Object, e.Client}
-		for _, s := range strs {
+		for _, s := range es[i].strings() {
 			if _, ok := pe.idx[s]; !ok {
 				grow += len(s) + binary.MaxVarintLen64
 			}
@@ -283,23 +281,38 @@ func (pe *postingEncoder) fill(es []Entry) int {
 		if pe.n > 0 && len(pe.body)+pe.headBytes+grow > maxPostingRaw {
 			break
 		}
-		pe.body = binary.AppendUvarint(pe.body, uint64(e.InvTicks-prevT))
-		pe.body = binary.AppendVarint(pe.body, e.Offset-prevO)
-		prevT, prevO = e.InvTicks, e.Offset
-		pe.body = binary.AppendVarint(pe.body, int64(e.Status))
-		for _, s := range strs {
-			i, ok := pe.idx[s]
-			if !ok {
-				i = uint64(len(pe.strs))
-				pe.idx[s] = i
-				pe.strs = append(pe.strs, s)
-				pe.headBytes += len(s) + uvarintLen(uint64(len(s)))
-			}
-			pe.body = binary.AppendUvarint(pe.body, i)
-		}
-		pe.n++
+		pe.add(es, i)
 	}
 	return pe.n
+}
+
+// add encodes es[i], the row's entry pe.n; es[i-1] is the entry before it
+// in the row when pe.n > 0.
+func (pe *postingEncoder) add(es []Entry, i int) {
+	e := &es[i]
+	var prevT, prevO int64
+	if pe.n > 0 {
+		prevT, prevO = es[i-1].InvTicks, es[i-1].Offset
+	}
+	pe.body = binary.AppendUvarint(pe.body, uint64(e.InvTicks-prevT))
+	pe.body = binary.AppendVarint(pe.body, e.Offset-prevO)
+	pe.body = binary.AppendVarint(pe.body, int64(e.Status))
+	for _, s := range e.strings() {
+		j, ok := pe.idx[s]
+		if !ok {
+			j = uint64(len(pe.strs))
+			pe.idx[s] = j
+			pe.strs = append(pe.strs, s)
+			pe.headBytes += len(s) + uvarintLen(uint64(len(s)))
+		}
+		pe.body = binary.AppendUvarint(pe.body, j)
+	}
+	pe.n++
+}
+
+// strings are e's strings in the order a row stores their indices.
+func (e *Entry) strings() [6]string {
+	return [...]string{e.Vault, e.Op, e.Caller, e.IP, e.Object, e.Client}
 }
 
 // finish returns the row's P column.
@@ -330,23 +343,8 @@ func uvarintLen(v uint64) int {
 func EncodePosting(es []Entry) []byte {
 	var pe postingEncoder
 	pe.reset()
-	// fill stops at the row limits; encode past them by hand.
-	var prevT, prevO int64
-	for _, e := range es {
-		pe.body = binary.AppendUvarint(pe.body, uint64(e.InvTicks-prevT))
-		pe.body = binary.AppendVarint(pe.body, e.Offset-prevO)
-		prevT, prevO = e.InvTicks, e.Offset
-		pe.body = binary.AppendVarint(pe.body, int64(e.Status))
-		for _, s := range [...]string{e.Vault, e.Op, e.Caller, e.IP, e.Object, e.Client} {
-			i, ok := pe.idx[s]
-			if !ok {
-				i = uint64(len(pe.strs))
-				pe.idx[s] = i
-				pe.strs = append(pe.strs, s)
-			}
-			pe.body = binary.AppendUvarint(pe.body, i)
-		}
-		pe.n++
+	for i := range es {
+		pe.add(es, i)
 	}
 	return pe.finish()
 }
