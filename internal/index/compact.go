@@ -116,17 +116,30 @@ func inflate(b []byte, limit int) ([]byte, error) {
 		r = flate.NewReaderDict(bytes.NewReader(b), recordDict)
 	}
 	// The first guess is what these columns usually inflate to (about 4×);
-	// the buffer grows from there, never past limit+1.
-	buf := bytes.NewBuffer(make([]byte, 0, min(4*len(b)+64, limit+1)))
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
+	// the buffer doubles from there, never past limit+1, so refusing a
+	// bomb costs at most about twice the limit.
+	buf := make([]byte, 0, min(4*len(b)+64, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return nil, fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
+			}
+			buf = append(make([]byte, 0, min(2*cap(buf), limit+1)), buf...)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
+		}
 	}
-	inflaters.Put(r)
-	if n > int64(limit) {
+	if len(buf) > limit {
 		return nil, fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
 	}
-	return buf.Bytes(), nil
+	inflaters.Put(r)
+	return buf, nil
 }
 
 // maxRecordInflate bounds a decoded R: the longest record parse accepts,
