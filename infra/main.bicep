@@ -351,11 +351,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 
 // ---- Event Grid: the logs account's system topic (subscription: postdeploy)
 
+// The topic must be in the account's region, which the template knows for
+// a new account and reads for an existing one: a module parameter may be
+// read while deploying, a resource's location may not (BCP120).
 module logsEvents 'modules/logs-events.bicep' = {
   name: 'kvaudit-logs-events'
   scope: resourceGroup(logsResourceGroupName)
   params: {
     storageAccountName: logsAccountName
+    location: newLogsAccount ? location : logsStorage.location
     topicName: 'evgt-kvaudit-${token}'
     existingTopicName: logsSystemTopicName
     tags: tags
