@@ -44,6 +44,11 @@ const (
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
 	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
+	SettingEventBudget     = "EventGridBudgetSeconds"
+	// SettingLogsRegion is the region of the AuditLogsStorage account, and
+	// SettingLogsAccounts the other logs accounts (see logs.go).
+	SettingLogsRegion   = "AuditLogsRegion"
+	SettingLogsAccounts = "AuditLogsAccounts"
 )
 
 // AccountSettings are the settings that name a storage account: each is a
@@ -78,15 +83,17 @@ var HostSettings = []string{
 	"APPLICATIONINSIGHTS_CONNECTION_STRING",
 }
 
-// Names is every setting FromLookup reads, sorted: the plain settings, each
-// account setting, and each account setting with every suffix of
-// [AccountSuffixes].
+// Names is every setting FromLookup reads under a fixed name, sorted: the
+// plain settings, each account setting, and each account setting with
+// every suffix of [AccountSuffixes]. The settings of the logs accounts
+// that AuditLogsAccounts lists are named after them
+// ([LogsAccountSetting]); [IsName] knows those too.
 func Names() []string {
 	names := []string{
 		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
-		SettingTriggerBudget,
+		SettingTriggerBudget, SettingEventBudget, SettingLogsRegion, SettingLogsAccounts,
 	}
 	for _, a := range AccountSettings {
 		names = append(names, a)
@@ -103,13 +110,32 @@ func Names() []string {
 // account kvaudit reads but that it does not know: a misspelt or miscased
 // suffix (AuditLogsStorage__BlobServiceUri) that the host, which compares
 // names without case, would accept and kvaudit would not see.
+//
+// A setting of a logs account that AuditLogsAccounts does not list
+// (AuditLogsStorage_<name>, with or without a suffix) is unknown too: the
+// account would not be read.
 func UnknownAccountSettings(environ []string) []string {
 	var unknown []string
+	listed := map[string]bool{}
+	for _, kv := range environ {
+		if name, value, _ := strings.Cut(kv, "="); name == SettingLogsAccounts {
+			entries, _ := parseLogsAccountList(value)
+			for _, e := range entries {
+				listed[e.name] = true
+			}
+		}
+	}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		for _, a := range AccountSettings {
 			suffix, ok := strings.CutPrefix(name, a+"__")
 			if ok && !slices.Contains(AccountSuffixes, "__"+suffix) {
+				unknown = append(unknown, name)
+			}
+		}
+		if rest, ok := strings.CutPrefix(name, logsAccountPrefix); ok && !strings.HasPrefix(rest, "_") {
+			acct, suffix, hasSuffix := strings.Cut(rest, "__")
+			if !listed[acct] || hasSuffix && !slices.Contains(AccountSuffixes, "__"+suffix) {
 				unknown = append(unknown, name)
 			}
 		}
@@ -134,11 +160,16 @@ const DevConnectionString = "DefaultEndpointsProtocol=http;AccountName=" + DevAc
 // Settings is every setting kvaudit reads. The zero value is not useful:
 // build it with [Load] or [FromLookup], which apply defaults and validate.
 type Settings struct {
-	// Logs is the account holding insights-logs-auditevent (the trigger's
-	// connection). Index is the account holding the tables; when
-	// AuditIndexStorage is unset it is the logs account.
+	// Logs is the first account holding insights-logs-auditevent
+	// (AuditLogsStorage, the blob trigger's connection). Index is the
+	// account holding the tables; when AuditIndexStorage is unset it is
+	// the first logs account.
 	Logs  Account
 	Index Account
+	// LogsAccounts is every logs account kvaudit reads, the first one
+	// (AuditLogsStorage) first, then those AuditLogsAccounts lists, in its
+	// order. Names are distinct.
+	LogsAccounts []LogsAccount
 
 	LogsContainer string // default "insights-logs-auditevent"
 	TablePrefix   string // default "kvaudit": tables kvauditEvents, kvauditPostings, kvauditBlobs
@@ -156,11 +187,16 @@ type Settings struct {
 	// 4 MiB chunk in flight when it runs out (seconds, more under
 	// throttling retries) and the host's own work.
 	BlobTriggerBudget time.Duration
-	APIKey            string        // required on /api/ when standalone and non-loopback
-	LogLevel          slog.Level    // default info
-	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
-	StartedAt         time.Time     // when the settings were read
-	RequestTimeout    time.Duration // per storage call, default 30 s
+	// EventGridBudget: an EventGridTrigger invocation stops at a
+	// checkpoint after this, default 20 s. Event Grid waits 30 s for an
+	// answer and then delivers the event again
+	// (learn.microsoft.com/azure/event-grid/delivery-and-retry).
+	EventGridBudget time.Duration
+	APIKey          string        // required on /api/ when standalone and non-loopback
+	LogLevel        slog.Level    // default info
+	Port            int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
+	StartedAt       time.Time     // when the settings were read
+	RequestTimeout  time.Duration // per storage call, default 30 s
 }
 
 // Account is one storage account setting, resolved.
@@ -230,6 +266,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		CatchUpSchedule:   "0 */2 * * * *",
 		CatchUpBudget:     4 * time.Minute,
 		BlobTriggerBudget: 5 * time.Minute,
+		EventGridBudget:   20 * time.Second,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
@@ -237,6 +274,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	var errs []error
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
 	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
+	eventSeconds := int(s.EventGridBudget / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -275,6 +313,8 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
 		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
 		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
+		// Past 25 s Event Grid's 30 s wait would run out mid-chunk.
+		{SettingEventBudget, &eventSeconds, 1, 25},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -290,6 +330,12 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	}
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
 	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
+	s.EventGridBudget = time.Duration(eventSeconds) * time.Second
+	if s.Logs.Setting != "" {
+		accounts, lerrs := readLogsAccounts(s.Logs, get) // logs.go
+		errs = append(errs, lerrs...)
+		s.LogsAccounts = accounts
+	}
 	if v := get(SettingCatchUpSchedule); v != "" {
 		if err := checkSchedule(v); err != nil { // schedule.go
 			errs = append(errs, fmt.Errorf("%s=%q: %w; want a six-field NCRONTAB expression (second minute hour day month day-of-week, as 0 */2 * * * *) or a TimeSpan (00:05:00, 1.00:00:00)", SettingCatchUpSchedule, v, err))
