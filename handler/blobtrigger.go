@@ -12,6 +12,7 @@ import (
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // maxMetadata bounds the invocation metadata we hold; the blob content in
@@ -48,6 +49,13 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	// a container-qualified name as well.
 	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
 	log = log.With(slog.String("blob", name))
+	// The trigger's connection is AuditLogsStorage: its blobs are
+	// identified by their path (parse.BlobID), which cannot start with "@".
+	if _, ok := parse.BlobID("", name); !ok {
+		log.Warn("blob name kvaudit cannot identify; not read")
+		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{"kvaudit: blob " + name + " not read: a blob name starting with @ cannot be told from another logs account's blob"}})
+		return
+	}
 
 	// Stop at a checkpoint well inside the host's functionTimeout: past
 	// it the host cancels, retries and after five deliveries poisons the

@@ -98,8 +98,11 @@ var rejectedCodes = map[string]bool{
 // Clients are built once at start and shared; the SDK clients are safe for
 // concurrent use.
 type Clients struct {
-	Blob  *azblob.Client
+	Blob  *azblob.Client // the first logs account (AuditLogsStorage)
 	Table *aztables.ServiceClient
+	// Logs are the blob clients of every logs account, by account name
+	// (config.LogsAccount.Name), the first one included.
+	Logs map[string]*azblob.Client
 }
 
 // maxRetries is azcore's retry count for every client; tests of failure
@@ -258,8 +261,8 @@ func NewTableClient(a config.Account) (*aztables.ServiceClient, error) {
 	}
 }
 
-// New builds both clients from the settings. It does no network I/O, so it
-// is cheap enough for start-up.
+// New builds the clients of every account from the settings. It does no
+// network I/O, so it is cheap enough for start-up.
 func New(s *config.Settings) (*Clients, error) {
 	b, err := NewBlobClient(s.Logs)
 	if err != nil {
@@ -269,7 +272,17 @@ func New(s *config.Settings) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Blob: b, Table: t}, nil
+	c := &Clients{Blob: b, Table: t, Logs: map[string]*azblob.Client{}}
+	for _, l := range s.LogsAccounts {
+		if l.First {
+			c.Logs[l.Name] = b
+			continue
+		}
+		if c.Logs[l.Name], err = NewBlobClient(l.Account); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // Classify maps a storage error to one of this package's errors, wrapping
