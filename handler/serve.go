@@ -106,6 +106,7 @@ func (a *app) routeTable() []route {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}, headOK: true},
 		{method: http.MethodPost, path: "/BlobTrigger", h: a.blobTrigger},
+		{method: http.MethodPost, path: "/EventGridTrigger", h: a.eventGridTrigger},
 		{method: http.MethodPost, path: "/CatchUp", h: a.catchUpTimer},
 		{method: http.MethodGet, path: pathEvents, h: a.query.events, params: true},
 		{method: http.MethodGet, path: pathStats, h: a.query.stats, params: true},
