@@ -41,7 +41,9 @@ func weekend(d int) bool { w := (d + 4) % 7; return w == 6 || w == 0 }
 
 // noise is a fixed, deterministic wobble of ±10%, so that "steady" is not
 // a constant a MAD of 0 would make trivial.
-func noise(d int) float64 { return []float64{1, 1.04, 0.93, 1.08, 0.97, 1.02, 0.9, 1.1, 0.95, 1.05}[d%10] }
+func noise(d int) float64 {
+	return []float64{1, 1.04, 0.93, 1.08, 0.97, 1.02, 0.9, 1.1, 0.95, 1.05}[d%10]
+}
 
 func TestScoreSeries(t *testing.T) {
 	const days = 28
