@@ -68,8 +68,8 @@ func (a Allow) covers(op string) bool {
 // KindTuning tunes one detection kind. Pointer fields distinguish "not
 // given" (the default stays) from a given zero.
 type KindTuning struct {
-	Enabled  *bool   `json:"enabled,omitempty"`
-	Severity string  `json:"severity,omitempty"`
+	Enabled  *bool  `json:"enabled,omitempty"`
+	Severity string `json:"severity,omitempty"`
 	// Threshold: a finding alerts when its count is above it (mass
 	// retrieval: successful gets a day, default 25; others 0).
 	Threshold *int64 `json:"threshold,omitempty"`
