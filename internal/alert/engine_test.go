@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -326,5 +327,81 @@ func TestFindingIDStable(t *testing.T) {
 	}
 	if len(a) != 36 || strings.ContainsAny(a, "./\\#?") {
 		t.Fatalf("%q", a)
+	}
+}
+
+// Every kind, switched on, alerts exactly once when four engines race on
+// its day, and not again when the day is evaluated afresh.
+func TestEveryKindOnce(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, nil)
+	var rs []rec
+	// Ten days of history: 10 gets a day by the usual app.
+	for d := -10; d < 0; d++ {
+		for i := 0; i < 10; i++ {
+			rs = append(rs, rec{at: time.Duration(d)*24*time.Hour + 12*time.Hour + time.Duration(i)*time.Minute, vault: "av1", oid: "app-oid", object: "cfg"})
+		}
+	}
+	for i := 0; i < 10; i++ {
+		rs = append(rs, rec{at: 12*time.Hour + time.Duration(i)*time.Minute, vault: "av1", oid: "app-oid", object: "cfg"})
+	}
+	// The day: mallory reads 200 secrets at noon (mass retrieval, and an
+	// anomaly of the vault and of mallory, by day and by hour), deletes
+	// one, is refused once, uses TLS 1.0 once, waits 5 s once.
+	for i := 0; i < 200; i++ {
+		rs = append(rs, rec{at: 12*time.Hour + time.Duration(i)*time.Second, vault: "av1", oid: "mallory-oid", object: fmt.Sprintf("s%d", i%7)})
+	}
+	rs = append(rs,
+		rec{at: 13 * time.Hour, vault: "av1", op: "SecretDelete", oid: "mallory-oid", object: "s1"},
+		rec{at: 13*time.Hour + time.Minute, vault: "av1", status: 403, oid: "mallory-oid", object: "crown"},
+		rec{at: 13*time.Hour + 2*time.Minute, vault: "av1", oid: "mallory-oid", object: "s2", tls: "TLS1_0"},
+		rec{at: 13*time.Hour + 3*time.Minute, vault: "av1", oid: "mallory-oid", object: "s3", dur: 5000},
+	)
+	e.load(0, rs...)
+	all := `{"kinds":{"refusedAccess":{"enabled":true},"oldTls":{"enabled":true},"slowRequests":{"enabled":true}}}`
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := Report{}
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep := e.engine(all, webhook(t, r)).Evaluate(context.Background(), []VaultDay{day})
+			mu.Lock()
+			total.add(rep)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(total.Errors) > 0 {
+		t.Fatal(total.Errors)
+	}
+	ids := byID(t, r.deliveries())
+	for id, n := range ids {
+		if n != 1 {
+			t.Fatalf("alert %s delivered %d times", id, n)
+		}
+	}
+	kinds := map[string]int{}
+	for _, k := range kindsOf(t, r.deliveries()) {
+		kinds[k]++
+	}
+	for _, k := range query.Kinds {
+		if kinds[k] == 0 {
+			t.Errorf("no %s alert: %v", k, kinds)
+		}
+	}
+	// vault and mallory, by day and by hour
+	if kinds[query.KindAccessAnomaly] != 4 || total.Alerts != len(ids) {
+		t.Fatalf("kinds %v, %d claimed, %d delivered", kinds, total.Alerts, len(ids))
+	}
+	if err := e.engine(all).Store.SetEvaluated(context.Background(), "av1", testDay, 0, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.engine(all, webhook(t, r)).Evaluate(context.Background(), []VaultDay{day}); rep.Evaluated != 1 || rep.Alerts != 0 {
+		t.Fatalf("evaluated again: %+v", rep)
+	}
+	if n := len(r.deliveries()); n != len(ids) {
+		t.Fatalf("%d deliveries after a second evaluation, want %d", n, len(ids))
 	}
 }

@@ -41,6 +41,8 @@ type rec struct {
 	appid  string
 	ip     string
 	object string
+	tls    string // properties.tlsVersion, default TLS1_2
+	dur    int    // durationMs, default 9
 }
 
 func (r rec) line(i int) []byte {
@@ -52,6 +54,12 @@ func (r rec) line(i int) []byte {
 	}
 	if r.ip == "" {
 		r.ip = "192.0.2.1"
+	}
+	if r.tls == "" {
+		r.tls = "TLS1_2"
+	}
+	if r.dur == 0 {
+		r.dur = 9
 	}
 	var claims []string
 	if r.oid != "" {
@@ -65,8 +73,8 @@ func (r rec) line(i int) []byte {
 		obj = fmt.Sprintf(`,"id":"https://%s.vault.azure.net/secrets/%s/01","requestUri":"https://%s.vault.azure.net/secrets/%s?api-version=7.4"`, r.vault, r.object, r.vault, r.object)
 	}
 	sig := map[int]string{200: "OK", 403: "Forbidden", 401: "Unauthorized"}[r.status]
-	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":%q,"operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":%q,"durationMs":"9","callerIpAddress":%q,"correlationId":"c-%06d","identity":{"claim":{%s}},"properties":{"httpStatusCode":%d,"clientInfo":"test"%s}}`+"\n",
-		parse.FormatTime(testDay.Add(r.at)), strings.ToUpper(r.vault), r.op, sig, r.ip, i, strings.Join(claims, ","), r.status, obj)
+	return fmt.Appendf(nil, `{"time":"%s","resourceId":"/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/%s","operationName":%q,"operationVersion":"7.4","category":"AuditEvent","resultType":"Success","resultSignature":%q,"durationMs":"%d","callerIpAddress":%q,"correlationId":"c-%06d","identity":{"claim":{%s}},"properties":{"httpStatusCode":%d,"clientInfo":"test","tlsVersion":%q%s}}`+"\n",
+		parse.FormatTime(testDay.Add(r.at)), strings.ToUpper(r.vault), r.op, sig, r.dur, r.ip, i, strings.Join(claims, ","), r.status, r.tls, obj)
 }
 
 // env is a private index in the shared Azurite, loaded through ingest.
@@ -81,14 +89,14 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, ix: ix, q: &query.Querier{Tables: ix.Tables}}
 }
 
-// load appends recs to their vaults' blob of hour 9 of testDay and
+// load appends recs to their vaults' blobs (the record's hour) and
 // ingests them; it returns the blob names.
 func (e *env) load(base int, recs ...rec) []string {
 	e.t.Helper()
 	blobs := map[string][]byte{}
 	var names []string
 	for i, r := range recs {
-		name := ingesttest.BlobName(r.vault, testDay.Add(9*time.Hour))
+		name := ingesttest.BlobName(r.vault, testDay.Add(r.at).Truncate(time.Hour))
 		if _, ok := blobs[name]; !ok {
 			names = append(names, name)
 		}
