@@ -72,3 +72,28 @@ func TestParseTuning(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTuning: any setting value is a Tuning or an error naming what
+// is wrong, never a panic; an accepted one is stable (same hash again).
+func FuzzParseTuning(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"kinds":{"oldTls":{"enabled":true}}}`, `{"allow":["a",{"id":"b","operations":["SecretGet"]}]}`,
+		`{"delivery":{"attempts":3}}`, `{"kinds":{"accessAnomaly":{"score":4}}}`, `[`, `{"kinds":{"x":null}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		tu, err := ParseTuning(raw)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		again, err := ParseTuning(raw)
+		if err != nil || again.Hash() != tu.Hash() {
+			t.Fatalf("not stable: %v", err)
+		}
+		for _, k := range query.Kinds {
+			_ = tu.Kind(k)
+		}
+	})
+}
