@@ -182,9 +182,12 @@ func (s *hourSeries) add(vault string, c *index.Counts) {
 			continue
 		}
 		s.total[i] += float64(h.Total)
-		for caller, n := range h.Dims[index.DimCaller] {
-			if v := s.callers[caller]; v != nil {
-				v[i] += float64(n)
+		// Every request of a caller, whatever its class (index.ClassDims).
+		for _, dim := range index.ClassDims(index.DimCaller) {
+			for caller, n := range h.Dims[dim] {
+				if v := s.callers[caller]; v != nil {
+					v[i] += float64(n)
+				}
 			}
 		}
 	}
@@ -246,12 +249,17 @@ func (q *Querier) vaultAnomalies(ctx context.Context, w Window, vault string, p 
 			if k.Vault != vault {
 				continue
 			}
-			for caller, n := range h.Dims[index.DimCaller] {
-				if caller == "-" || caller == index.OtherKey {
-					continue
+			hour := map[string]float64{}
+			for _, dim := range index.ClassDims(index.DimCaller) {
+				for caller, n := range h.Dims[dim] {
+					if caller != "-" && caller != index.OtherKey {
+						hour[caller] += float64(n)
+					}
 				}
-				daySum[caller] += float64(n)
-				dayMaxHour[caller] = math.Max(dayMaxHour[caller], float64(n))
+			}
+			for caller, n := range hour {
+				daySum[caller] += n
+				dayMaxHour[caller] = math.Max(dayMaxHour[caller], n)
 			}
 		}
 		mu.Lock()
