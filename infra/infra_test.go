@@ -174,6 +174,7 @@ var wantRoles = map[string]string{
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "storageTableDataContributor",
 	"17d1049b-9a84-46fb-8f53-869881c3d3ab": "storageAccountContributor",
 	"3913510d-42f4-4e42-8a64-420c390055eb": "monitoringMetricsPublisher",
+	"d5a91429-5739-47e2-a06b-3470a27159e7": "eventGridDataSender",
 }
 
 var guidRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
@@ -226,6 +227,9 @@ func TestRoleGUIDs(t *testing.T) {
 	}
 	if !strings.Contains(block(t, src, "resource metricsPublisher "), "roles.monitoringMetricsPublisher") {
 		t.Error("no Monitoring Metrics Publisher on Application Insights")
+	}
+	if !strings.Contains(block(t, src, "module alertTopicSender "), "roles.eventGridDataSender") {
+		t.Error("no EventGrid Data Sender on the alert topic")
 	}
 }
 
@@ -457,6 +461,9 @@ func TestAppSettingsLoad(t *testing.T) {
 			env[name] = "90"
 		case name == config.SettingCatchUpSchedule:
 			env[name] = "0 */2 * * * *"
+		case strings.HasPrefix(name, "Alert"):
+			// Optional parameters, empty by default: no sink.
+			env[name] = ""
 		default:
 			env[name] = "from-bicep"
 		}

@@ -65,6 +65,32 @@ param maximumInstanceCount int = 100
 @description('Memory of each instance, in MB.')
 param instanceMemoryMB int = 2048
 
+// ---- alerts (README "Alerts"): every one optional. The secrets may be Key
+// Vault references (@Microsoft.KeyVault(SecretUri=…)), resolved with the
+// app's identity (keyVaultReferenceIdentity), which then needs Key Vault
+// Secrets User on that vault.
+
+@description('AlertTuning: per-kind on/off, thresholds, severity, allow-lists (JSON); empty for the defaults.')
+param alertTuning string = ''
+
+@secure()
+@description('AlertWebhookUrl: https URL receiving CloudEvents signed as Standard Webhooks; empty for none.')
+param alertWebhookUrl string = ''
+
+@secure()
+@description('AlertWebhookSecret: whsec_ followed by base64 of 24 to 64 random bytes.')
+param alertWebhookSecret string = ''
+
+@secure()
+@description('AlertTeamsUrl: a Teams Workflows webhook URL; empty for none.')
+param alertTeamsUrl string = ''
+
+@description('An existing Event Grid topic (CloudEvents 1.0 input schema) to publish alerts to; empty for none. The identity gets EventGrid Data Sender on it.')
+param alertEventGridTopicName string = ''
+
+@description('Resource group of alertEventGridTopicName; empty for this one.')
+param alertEventGridTopicResourceGroupName string = ''
+
 var tags = {
   'azd-env-name': environmentName
   app: 'kvaudit'
@@ -84,6 +110,7 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageAccountContributor: '17d1049b-9a84-46fb-8f53-869881c3d3ab'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 var newLogsAccount = empty(logsStorageAccountName)
@@ -303,6 +330,18 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// Alerts to an Event Grid topic: the role on it, and its endpoint.
+var alertTopic = !empty(alertEventGridTopicName)
+module alertTopicSender 'modules/alert-topic.bicep' = if (alertTopic) {
+  name: 'kvaudit-alert-topic-${token}'
+  scope: resourceGroup(empty(alertEventGridTopicResourceGroupName) ? resourceGroup().name : alertEventGridTopicResourceGroupName)
+  params: {
+    topicName: alertEventGridTopicName
+    principalId: identity.properties.principalId
+    roleDefinitionId: roles.eventGridDataSender
+  }
+}
+
 // Every app setting. Flex Consumption refuses FUNCTIONS_WORKER_RUNTIME
 // (functionAppConfig.runtime says it) and WEBSITE_RUN_FROM_PACKAGE
 // (functionAppConfig.deployment says it). infra_test.go checks each name
@@ -323,6 +362,12 @@ var appSettings = {
   CatchUpSchedule: catchUpSchedule
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  AlertTuning: alertTuning
+  AlertWebhookUrl: alertWebhookUrl
+  AlertWebhookSecret: alertWebhookSecret
+  AlertTeamsUrl: alertTeamsUrl
+  AlertEventGridTopicEndpoint: alertTopic ? alertTopicSender.outputs.endpoint : ''
+  AlertEventGridClientId: alertTopic ? identity.properties.clientId : ''
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
@@ -341,6 +386,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
     }

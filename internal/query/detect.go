@@ -32,10 +32,13 @@ const (
 	// KindSlowRequests: requests that took more than SlowMs, by operation
 	// and vault.
 	KindSlowRequests = "slowRequests"
+	// KindAccessAnomaly: a day or hour far above its own baseline, per
+	// vault and per caller, from the per-hour counts (anomaly.go).
+	KindAccessAnomaly = "accessAnomaly"
 )
 
 // Kinds lists the detection kinds in the order findings are answered.
-var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests}
+var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests, KindAccessAnomaly}
 
 var (
 	massRetrievalOps = []string{"SecretGet", "KeyGet", "VaultGet"}
@@ -76,6 +79,8 @@ type Finding struct {
 	// it counts exactly (1000): its entries are then the most frequent,
 	// each count over by at most what the least frequent one had.
 	ListsApproximate bool `json:"listsApproximate,omitempty"`
+	// Anomaly is set on accessAnomaly findings (anomaly.go).
+	Anomaly *AnomalyDetail `json:"anomaly,omitempty"`
 }
 
 // Detections is the answer of a detections query.
@@ -221,6 +226,9 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	}
 	for kind, fs := range agg.findings() {
 		findings[kind] = append(findings[kind], fs...)
+	}
+	if err := q.anomalies(ctx, dq, d.Vaults, findings); err != nil {
+		return nil, err
 	}
 	for _, kind := range Kinds {
 		fs := findings[kind]
