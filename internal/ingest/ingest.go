@@ -159,9 +159,6 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 	if err := in.Tables.Ensure(ctx); err != nil {
 		return res, err
 	}
-	if err := in.checkFirst(ctx); err != nil {
-		return res, err
-	}
 	bc, err := in.BlobClient(name)
 	if err != nil {
 		return res, err
@@ -183,6 +180,11 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: %w", name, err)
 		}
 		fresh = true
+	}
+	// After the blob answered: an account refusing kvaudit writes nothing
+	// to the index, not even this.
+	if err := in.checkFirst(ctx); err != nil {
+		return res, err
 	}
 
 	// reread is set when an index table was re-created while this blob was
