@@ -421,6 +421,7 @@
 
   let viewCtrl = null;
   let renders = 0;
+  let accountsLoaded = null; // the logs accounts panel, drawn once
   function panel(promise, box) {
     return promise.catch((err) => { if (!isAbort(err)) fail(box, err); });
   }
@@ -441,7 +442,7 @@
       const details = {};
       for (const d of list.details || []) details[d.name] = d;
       for (const v of vaults) $('vault').appendChild(el('option', { value: v }, details[v] ? vaultLabel(details[v]) : v));
-      if (vaults.length) panel(loadAccounts(), $('accounts'));
+      if (vaults.length) accountsLoaded = panel(loadAccounts(), $('accounts'));
     }
     if (!vaults.length) {
       $('empty').hidden = false; $('view').hidden = true; message('');
@@ -490,6 +491,7 @@
       panel(loadDetections(s, w, signal), $('detections')),
       panel(loadAlerts(s, w, signal), $('alerts')),
       loadEvents(q, ''),
+      accountsLoaded,
     ]);
     document.body.setAttribute('data-ready-ms', performance.now().toFixed(0));
     document.body.setAttribute('data-ready', String(++renders));
