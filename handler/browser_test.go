@@ -102,9 +102,10 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		// Names resolve to nothing and no proxy is asked: only the
-		// loopback addresses the tests give reach anything.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		// Names resolve to nothing and no proxy is asked: only loopback
+		// reaches anything — by address, as localhost, and as the two
+		// names of another site the tests play (see attackerNames).
+		chromedp.Flag("host-resolver-rules", "MAP "+attackerSite+" 127.0.0.1, MAP "+reboundSite+" 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"),
 		chromedp.Flag("proxy-server", "direct://"),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.UserDataDir(t.TempDir()),
@@ -120,6 +121,15 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 	}
 	return ctx
 }
+
+// attackerNames: the browser resolves both to 127.0.0.1. attackerSite is
+// another site's server; reboundSite is a name whose DNS an attacker
+// points at 127.0.0.1 once its page is loaded (DNS rebinding), so that its
+// page reads what 127.0.0.1 answers as its own origin.
+const (
+	attackerSite = "attacker.example"
+	reboundSite  = "rebind.attacker.example"
+)
 
 // console collects what the page writes to the console (errors, uncaught
 // exceptions, CSP violations, failed loads) and any dialog it opens.
@@ -692,6 +702,58 @@ func TestWebUIInBrowser(t *testing.T) {
 	})
 	u.t, ta.t = t, t
 	cons.check(t)
+
+	// make run's handler (no AuditApiKey) on its other loopback name.
+	t.Run("on localhost", func(t *testing.T) {
+		u.t, ta.t = t, t
+		u.open(strings.Replace(base, "127.0.0.1", "localhost", 1) + "#vault=webvault")
+		var r struct{ Bars, Rows int }
+		u.eval(`({bars: document.querySelectorAll('#chart g.bar').length, rows: document.querySelectorAll('#events tbody tr[data-key]').length})`, &r)
+		if r.Bars != 24 || r.Rows != 50 {
+			t.Fatalf("on localhost: %d bars, %d rows", r.Bars, r.Rows)
+		}
+		cons.check(t)
+	})
+
+	// Another site, in the same browser, against make run's handler: a
+	// page whose name now resolves to 127.0.0.1 reads nothing, and a form
+	// it posts across sites starts nothing.
+	t.Run("other sites", func(t *testing.T) {
+		ta.t = t
+		// A tab of its own: its refusals' statuses are not the page's
+		// console errors.
+		tab, closeTab := chromedp.NewContext(u.ctx)
+		defer closeTab()
+		u := &ui{t: t, ctx: tab, dir: u.dir}
+		_, port, _ := strings.Cut(strings.TrimPrefix(ta.srv.URL, "http://"), ":")
+		u.do(chromedp.Navigate("http://" + reboundSite + ":" + port + "/api/audit/events?vault=webvault"))
+		var text string
+		u.eval(`document.body.innerText`, &text)
+		if !strings.Contains(text, "is not this machine") || strings.Contains(text, "webvault\",") || strings.Contains(text, "correlationId") {
+			t.Fatalf("a rebound name reads: %.300s", text)
+		}
+		// A blob waits for CatchUp; another site's page posts a form to
+		// /CatchUp as soon as it loads.
+		hour := time.Now().UTC().Truncate(time.Hour)
+		ta.put(hourBlob("csrfvault", hour), auditLine("csrfvault", hour, 1, "SecretGet", 200, "alice@contoso.com", "10.4.0.1", "x"))
+		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprintf(w, `<form id=f method=post enctype=text/plain action="%s/CatchUp"><input name='{"x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`, ta.srv.URL)
+		}))
+		defer attacker.Close()
+		_, aport, _ := strings.Cut(strings.TrimPrefix(attacker.URL, "http://"), ":")
+		u.do(chromedp.Navigate("http://" + attackerSite + ":" + aport + "/"))
+		u.waitFor(`location.pathname === '/CatchUp'`)
+		u.eval(`document.body.innerText`, &text)
+		if !strings.Contains(text, "cross-site request") {
+			t.Fatalf("another site's form to /CatchUp: %.300s", text)
+		}
+		var vaults struct{ Vaults []string }
+		ta.apiJSON("/api/audit/vaults", &vaults)
+		if slices.Contains(vaults.Vaults, "csrfvault") {
+			t.Fatalf("the cross-site form ran CatchUp: vaults %v", vaults.Vaults)
+		}
+	})
 
 	t.Run("empty index", func(t *testing.T) {
 		u.t, ta.t = t, t

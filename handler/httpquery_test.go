@@ -417,7 +417,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if !strings.Contains(doc.Info.Description, "HEAD") {
 		t.Errorf("info.description does not say how HEAD is answered")
 	}
-	f := newFront(ta.app.routeTable(), nil)
+	f := newFront(ta.app.routeTable(), nil, false)
 	documented := map[string]bool{}
 	for path, ops := range doc.Paths {
 		documented[path] = true
