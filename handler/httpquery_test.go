@@ -458,8 +458,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// When storage cannot be reached, every query answers 503 in the API's
-// JSON shape.
+// When storage cannot be reached, every query and the status answer 503
+// in the API's JSON shape, with a reason and no SDK or network detail.
 func TestQueryAPIStorageDownIs503(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the SDK's retries")
@@ -475,18 +475,25 @@ func TestQueryAPIStorageDownIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta.srv.Config.Handler = broken.routes()
-	for _, path := range []string{
-		"/api/audit/events?vault=kv1&format=csv",
-		"/api/audit/stats?vault=kv1&by=day",
-		"/api/audit/detections",
+	for path, says := range map[string]string{
+		"/api/audit/events?vault=kv1&format=csv": `"error":"the index storage is unavailable`,
+		"/api/audit/stats?vault=kv1&by=day":      `"error":"the index storage is unavailable`,
+		"/api/audit/detections":                  `"error":"the index storage is unavailable`,
+		"/api/audit/status":                      `"error":"storage (the logs or the index account) is unavailable or busy; try again later"`,
 	} {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
 			ta := *ta
 			ta.t = t
 			resp, body := ta.do("GET", path, nil)
-			if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"error":"the index storage is unavailable`) {
+			if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), says) {
 				t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			// The SDK's and the network's words are the log's.
+			for _, leak := range []string{"127.0.0.1", "dial", "://", "devstoreaccount1"} {
+				if strings.Contains(string(body), leak) {
+					t.Errorf("the answer holds %q: %s", leak, body)
+				}
 			}
 		})
 	}
