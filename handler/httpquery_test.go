@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/parse"
 	"github.com/kvaudit/kvaudit/internal/query"
 )
@@ -496,5 +498,37 @@ func TestQueryAPIStorageDownIs503(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Detections without a vault look at every vault kvaudit has indexed: a
+// request over more vault-day partitions than 1000
+// is refused with a 400 that names the count, the bound and what fits,
+// before any partition is scanned; with a vault, or a window that fits, it
+// is answered.
+func TestDetectionsBoundedByVaultDays(t *testing.T) {
+	ta := newTestApp(t, nil)
+	for i := 0; i < 40; i++ {
+		prefix := fmt.Sprintf("resourceId=/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/BOUND%02d/", i)
+		if err := ingest.RegisterVaultPrefix(context.Background(), ta.app.tables, prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	window := func(days int) string {
+		return "from=" + to.AddDate(0, 0, -days).Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339)
+	}
+	resp, body := ta.do("GET", "/api/audit/detections?"+window(30), nil)
+	isJSONError(t, resp, body, http.StatusBadRequest,
+		fmt.Sprintf("40 vaults × 31 days = 1240 vault-day partitions, more than one request may (%d): give vault, or a window of at most 24 days", query.MaxDetectionVaultDays))
+	for _, q := range []string{"vault=bound07&" + window(30), window(24), window(1)} {
+		if resp, body := ta.do("GET", "/api/audit/detections?"+q, nil); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
+		}
+	}
+	// The CLI says the same.
+	code, _, errs := ta.runCLI("query", "detections", "-from", to.AddDate(0, 0, -30).Format(time.RFC3339), "-to", to.Format(time.RFC3339))
+	if code != 2 || !strings.Contains(errs, "1240 vault-day partitions") {
+		t.Errorf("handler query detections: exit %d, %s", code, errs)
 	}
 }
