@@ -44,11 +44,13 @@ import (
 //     CatchUp or a blob's ingest, or be opened from one of its links.
 //
 // Under the host neither applies: the host forwards an HttpQuery request
-// with the caller's own headers, Host included (the Functions host's
-// DefaultHttpWorkerService builds the forwarded request with
-// HttpRequestExtensions.ToHttpRequestMessage, which copies every request
-// header), so the handler sees <app>.azurewebsites.net; the host has
-// checked the function key, and the handler's port is the host's alone.
+// with the caller's own headers, Host included, so the handler sees
+// <app>.azurewebsites.net (azure-functions-host: ProcessHttpInAndOutInvocationRequest
+// in src/WebJobs.Script/Workers/Http/DefaultHttpWorkerService.cs builds
+// the forwarded request with ToHttpRequestMessage of
+// src/WebJobs.Script/Extensions/HttpRequestExtensions.cs, which copies
+// every request header); the host has checked the function key, and the
+// handler's port is the host's alone.
 // With AuditApiKey neither applies either: the handler may be reached by
 // any name, and every request needs the key, which no other site has.
 //
