@@ -87,6 +87,12 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("records", res.Records), slog.Int64("bad", res.BadRecords), slog.Int64("tooOld", res.TooOld), slog.Int64("rejected", res.Rejected),
 		slog.Int64("rows", res.Entities), slog.Int("commits", res.Commits), slog.Int("races", res.Races),
 		slog.String("skipped", res.Skipped), slog.Int64("ms", res.Elapsed.Milliseconds()))
+	if res.Records > 0 {
+		// New records: their vault-days' detections, delivered now (a new
+		// blob's alert within seconds). Failures are reported, not answered
+		// non-2xx: the index is right, and CatchUp evaluates again.
+		logs = append(logs, alertLogs(a.alerts.AfterBlob(r.Context(), name))...)
+	}
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
 }
 

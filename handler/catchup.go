@@ -47,6 +47,17 @@ func (a *app) catchUpTimer(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("records", rep.Records), slog.Int64("bad", rep.BadRecords), slog.Int64("tooOld", rep.TooOld), slog.Int("parked", rep.Parked),
 		slog.Int("failed", rep.Failed), slog.Int("left", rep.Left))
 	logs := append([]string{rep.Summary()}, rep.Errors...)
+	// Every vault's recent days whose counts moved, the days of the blobs
+	// read, and the alerts due for another attempt.
+	arep := a.alerts.Sweep(r.Context(), a.settings.CatchUpHours, rep.IndexedBlobs)
+	logs = append(logs, alertLogs(arep)...)
+	if rep.Retention != nil {
+		if n, err := a.alerts.Retain(r.Context(), rep.Retention.Cutoff); err != nil {
+			log.Error("alert retention failed", slog.String("error", err.Error()))
+		} else if n > 0 {
+			logs = append(logs, fmt.Sprintf("kvaudit alerts: %d alert rows older than %s deleted", n, rep.Retention.Cutoff.Format("2006-01-02")))
+		}
+	}
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
 }
 
@@ -74,6 +85,10 @@ func (a *app) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if old {
 		ans["rebuild"] = index.OldLayoutNotice
+	}
+	if ans["alerts"], err = a.alertStatus(r.Context()); err != nil {
+		a.statusFailed(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, ans)
 }
@@ -298,12 +313,18 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if old {
 		fmt.Fprintf(stderr, "handler status: %s\n", index.OldLayoutNotice)
 	}
+	alerts, err := a.alertStatus(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler status: alerts: %v\n", err)
+		return 1
+	}
 	if *out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		_ = enc.Encode(map[string]any{"blobs": st, "alerts": alerts})
 		return 0
 	}
+	defer printAlertStatus(stdout, alerts)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOUR\tVAULT\tLENGTH\tOFFSET\tLAG\tRECORDS\tBAD\tTOO OLD\tTRIES\tERROR")
 	for _, b := range st {

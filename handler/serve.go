@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/alert"
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/catchup"
 	"github.com/kvaudit/kvaudit/internal/config"
@@ -29,8 +30,9 @@ type app struct {
 	tables   *index.Tables
 	ingester *ingest.Ingester
 	catchup  *catchup.Runner
-	query    *queryAPI // handler/httpquery.go
-	ui       *webUI    // handler/ui.go
+	query    *queryAPI     // handler/httpquery.go
+	ui       *webUI        // handler/ui.go
+	alerts   *alert.Engine // handler/alerts.go
 }
 
 // newApp builds clients from the settings. It does no network I/O: start-up
@@ -66,6 +68,9 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 	}
 	a.query = newQueryAPI(s, tables, log)
 	a.ui = newWebUI()
+	if a.alerts, err = newAlerts(s, tables, log); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -103,6 +108,7 @@ func (a *app) routeTable() []route {
 		{method: http.MethodGet, path: pathStatus, h: a.status},
 		{method: http.MethodGet, path: pathOpenAPI, h: a.query.openAPI},
 		{method: http.MethodGet, path: pathVaults, h: a.query.vaults},
+		{method: http.MethodGet, path: pathAlerts, h: a.alertsAPI, params: true},
 		{method: http.MethodGet, path: pathUI, h: a.ui.page, keepsCode: true},
 		{method: http.MethodGet, path: pathUIScript, h: a.ui.asset},
 		{method: http.MethodGet, path: pathUIStyle, h: a.ui.asset},
@@ -172,7 +178,8 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("hostMode", hostMode(s)),
 		slog.Bool("keyRequired", requiredKey(s) != nil), slog.Bool("loopbackHostOnly", localOnly(s)),
-		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer))
+		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer),
+		slog.String("alerts", s.Alerts.String()), slog.Any("alertKinds", a.alerts.Tuning.Enabled()))
 	if hostMode(s) && s.APIKey != "" {
 		log.Warn(config.SettingAPIKey + " is ignored under the Functions host: the host checks function keys, and the handler listens on loopback for the host alone")
 	}

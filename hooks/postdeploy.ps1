@@ -6,7 +6,7 @@
 $ErrorActionPreference = 'Stop'
 
 foreach ($name in 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_HOSTNAME',
-    'EVENTGRID_SYSTEM_TOPIC_NAME', 'EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP') {
+    'EVENTGRID_SYSTEM_TOPIC_NAME', 'EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP', 'EVENTGRID_SUBSCRIPTION_NAME') {
     if (-not [Environment]::GetEnvironmentVariable($name)) {
         throw "postdeploy: $name is not set (azd sets it from infra/main.bicep outputs)"
     }
@@ -16,7 +16,9 @@ $app = $env:AZURE_FUNCTION_APP_NAME
 $topicRg = $env:EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP
 $topic = $env:EVENTGRID_SYSTEM_TOPIC_NAME
 $container = if ($env:AUDIT_LOGS_CONTAINER) { $env:AUDIT_LOGS_CONTAINER } else { 'insights-logs-auditevent' }
-$subscriptionName = 'kvaudit-blobtrigger'
+# Carries the environment's token: environments sharing one logs account
+# (and so one system topic) keep one subscription each.
+$subscriptionName = $env:EVENTGRID_SUBSCRIPTION_NAME
 
 # The host creates the key when the blob extension starts: wait for it, a
 # bounded number of times.

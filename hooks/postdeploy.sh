@@ -16,8 +16,11 @@ set -eu
 : "${AZURE_FUNCTION_APP_HOSTNAME:?}"
 : "${EVENTGRID_SYSTEM_TOPIC_NAME:?}"
 : "${EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP:?}"
+# The subscription's name carries the environment's token: environments
+# sharing one logs account (and so one system topic) keep one each.
+: "${EVENTGRID_SUBSCRIPTION_NAME:?}"
 CONTAINER="${AUDIT_LOGS_CONTAINER:-insights-logs-auditevent}"
-SUBSCRIPTION_NAME="kvaudit-blobtrigger"
+SUBSCRIPTION_NAME="$EVENTGRID_SUBSCRIPTION_NAME"
 
 # The host creates the key when the blob extension starts: wait for it, a
 # bounded number of times.

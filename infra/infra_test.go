@@ -174,6 +174,7 @@ var wantRoles = map[string]string{
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "storageTableDataContributor",
 	"17d1049b-9a84-46fb-8f53-869881c3d3ab": "storageAccountContributor",
 	"3913510d-42f4-4e42-8a64-420c390055eb": "monitoringMetricsPublisher",
+	"d5a91429-5739-47e2-a06b-3470a27159e7": "eventGridDataSender",
 }
 
 var guidRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
@@ -226,6 +227,9 @@ func TestRoleGUIDs(t *testing.T) {
 	}
 	if !strings.Contains(block(t, src, "resource metricsPublisher "), "roles.monitoringMetricsPublisher") {
 		t.Error("no Monitoring Metrics Publisher on Application Insights")
+	}
+	if !strings.Contains(block(t, src, "module alertTopicSender "), "roles.eventGridDataSender") {
+		t.Error("no EventGrid Data Sender on the alert topic")
 	}
 }
 
@@ -331,8 +335,9 @@ func TestAzdFiles(t *testing.T) {
 	}
 	azure := read(t, "azure.yaml")
 	makefile := read(t, "Makefile")
-	for _, want := range []string{"language: custom", "host: function", "dist: dist/kvaudit", "run: make package",
-		"run: go run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit", "postdeploy:", "./hooks/postdeploy.sh", "./hooks/postdeploy.ps1"} {
+	for _, want := range []string{"language: custom", "host: function", "dist: dist/kvaudit.zip", "run: make package",
+		"run: go run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit", "postdeploy:", "./hooks/postdeploy.sh", "./hooks/postdeploy.ps1",
+		"preprovision:", "./hooks/preprovision.sh", "./hooks/preprovision.ps1"} {
 		if !strings.Contains(azure, want) {
 			t.Errorf("azure.yaml lacks %q", want)
 		}
@@ -343,7 +348,7 @@ func TestAzdFiles(t *testing.T) {
 		t.Errorf("azure.yaml's service %v is not the function app's azd-service-name tag", svc)
 	}
 	if !strings.Contains(makefile, "run ./tools/package -o dist/kvaudit.zip -dir dist/kvaudit") {
-		t.Error("make package does not write dist/kvaudit, which azure.yaml deploys")
+		t.Error("make package does not write dist/kvaudit.zip, which azure.yaml deploys")
 	}
 }
 
@@ -411,6 +416,7 @@ esac
 			"AZURE_RESOURCE_GROUP=rg-app", "AZURE_FUNCTION_APP_NAME=func-kvaudit-x",
 			"AZURE_FUNCTION_APP_HOSTNAME=func-kvaudit-x.azurewebsites.net",
 			"EVENTGRID_SYSTEM_TOPIC_NAME=evgt-x", "EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP=rg-logs",
+			"EVENTGRID_SUBSCRIPTION_NAME=kvaudit-tok",
 		)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -425,7 +431,7 @@ esac
 	first := run()
 	for _, want := range []string{
 		"az functionapp keys list --resource-group rg-app --name func-kvaudit-x --query systemKeys.blobs_extension",
-		"az eventgrid system-topic event-subscription create --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-blobtrigger --endpoint-type webhook " + endpoint,
+		"az eventgrid system-topic event-subscription create --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-tok --endpoint-type webhook " + endpoint,
 		"--included-event-types Microsoft.Storage.BlobCreated " + subject,
 	} {
 		if !strings.Contains(first, want) {
@@ -433,7 +439,7 @@ esac
 		}
 	}
 	second := run()
-	if strings.Contains(second, "event-subscription create") || !strings.Contains(second, "event-subscription update --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-blobtrigger "+endpoint) {
+	if strings.Contains(second, "event-subscription create") || !strings.Contains(second, "event-subscription update --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-tok "+endpoint) {
 		t.Errorf("second run did not update the subscription:\n%s", second)
 	}
 }
@@ -455,6 +461,9 @@ func TestAppSettingsLoad(t *testing.T) {
 			env[name] = "90"
 		case name == config.SettingCatchUpSchedule:
 			env[name] = "0 */2 * * * *"
+		case strings.HasPrefix(name, "Alert"):
+			// Optional parameters, empty by default: no sink.
+			env[name] = ""
 		default:
 			env[name] = "from-bicep"
 		}
@@ -477,5 +486,58 @@ func TestAppSettingsLoad(t *testing.T) {
 	}
 	if u := config.UnknownAccountSettings(environ); len(u) > 0 {
 		t.Errorf("the handler would warn about %q", u)
+	}
+}
+
+// Every name that lands where other environments may be (module
+// deployments in shared resource groups, the diagnostic setting on a vault,
+// the event subscription on a shared system topic) carries the
+// environment's token (issue 16, item 5): two environments on one vault or
+// one logs account keep one each instead of repointing each other's.
+func TestNamesCarryTheEnvironmentToken(t *testing.T) {
+	src := read(t, "infra/main.bicep")
+	if !strings.Contains(src, "\nvar token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))\n") {
+		t.Fatal("main.bicep's token no longer derives from the environment")
+	}
+	moduleRE := regexp.MustCompile(`(?m)^module (\w+) `)
+	modules := moduleRE.FindAllStringSubmatch(src, -1)
+	if len(modules) == 0 {
+		t.Fatal("no modules in main.bicep")
+	}
+	nameRE := regexp.MustCompile(`(?m)^  name: (.+)$`)
+	for _, m := range modules {
+		name := nameRE.FindStringSubmatch(block(t, src, "module "+m[1]+" "))
+		if name == nil || !strings.Contains(name[1], "${token}") {
+			t.Errorf("module %s: deployment name %v does not carry ${token}", m[1], name)
+		}
+	}
+	for _, v := range []string{"diagnosticSettingName", "eventSubscriptionName"} {
+		if !regexp.MustCompile(`\nvar ` + v + ` = '[a-z-]*\$\{token\}'\n`).MatchString(src) {
+			t.Errorf("var %s does not carry ${token}", v)
+		}
+	}
+	if !strings.Contains(block(t, src, "module vaultDiagnostics "), "settingName: diagnosticSettingName") {
+		t.Error("the vaults' diagnostic setting is not named diagnosticSettingName")
+	}
+	diag := read(t, "infra/modules/vault-diagnostics.bicep")
+	if !strings.Contains(diag, "\nparam settingName string\n") || !strings.Contains(diag, "  name: settingName\n") {
+		t.Error("vault-diagnostics.bicep's setting name is not a required parameter (a default would be one fixed name again)")
+	}
+	if !strings.Contains(src, "\noutput EVENTGRID_SUBSCRIPTION_NAME string = eventSubscriptionName\n") {
+		t.Error("main.bicep does not output the event subscription's name")
+	}
+	for _, hook := range []string{"hooks/postdeploy.sh", "hooks/postdeploy.ps1"} {
+		h := read(t, hook)
+		if strings.Contains(h, "kvaudit-blobtrigger") || !strings.Contains(h, "EVENTGRID_SUBSCRIPTION_NAME") {
+			t.Errorf("%s does not name the subscription from EVENTGRID_SUBSCRIPTION_NAME", hook)
+		}
+	}
+	// No other fixed name in a module: names are parameters or derive from them.
+	for _, f := range []string{"infra/modules/logs-events.bicep", "infra/modules/storage-roles.bicep", "infra/modules/vault-diagnostics.bicep"} {
+		for _, n := range nameRE.FindAllStringSubmatch(read(t, f), -1) {
+			if strings.HasPrefix(n[1], "'") && !strings.Contains(n[1], "${") {
+				t.Errorf("%s: fixed name %s", f, n[1])
+			}
+		}
 	}
 }

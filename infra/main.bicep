@@ -28,6 +28,9 @@ param logsStorageResourceGroupName string = ''
 @description('An Event Grid system topic the existing logs account already has (a storage account can have only one); empty to create one.')
 param logsSystemTopicName string = ''
 
+@description('Resource group of logsSystemTopicName; empty for the logs account\'s. Event Grid keeps a system topic in its source\'s subscription, not necessarily in its resource group.')
+param logsSystemTopicResourceGroupName string = ''
+
 @allowed([
   'new'
   'logs'
@@ -37,6 +40,9 @@ param indexStorage string = 'new'
 
 @description('Resource ids of the Key Vaults to audit, separated by commas (a string, so that azd env set can give it). Each gets a diagnostic setting sending AuditEvent to the logs account; vaults may sit in any resource group or subscription.')
 param keyVaultIds string = ''
+
+@description('Resource ids, among keyVaultIds, of vaults that already send AuditEvent to the logs account through a diagnostic setting of their own, separated by commas: no kvaudit setting is made for them, since Azure Monitor refuses a second setting with the same category and destination. hooks/preprovision finds them.')
+param vaultsAlreadyLogging string = ''
 
 @minValue(1)
 @maxValue(36600)
@@ -59,6 +65,32 @@ param maximumInstanceCount int = 100
 @description('Memory of each instance, in MB.')
 param instanceMemoryMB int = 2048
 
+// ---- alerts (README "Alerts"): every one optional. The secrets may be Key
+// Vault references (@Microsoft.KeyVault(SecretUri=…)), resolved with the
+// app's identity (keyVaultReferenceIdentity), which then needs Key Vault
+// Secrets User on that vault.
+
+@description('AlertTuning: per-kind on/off, thresholds, severity, allow-lists (JSON); empty for the defaults.')
+param alertTuning string = ''
+
+@secure()
+@description('AlertWebhookUrl: https URL receiving CloudEvents signed as Standard Webhooks; empty for none.')
+param alertWebhookUrl string = ''
+
+@secure()
+@description('AlertWebhookSecret: whsec_ followed by base64 of 24 to 64 random bytes.')
+param alertWebhookSecret string = ''
+
+@secure()
+@description('AlertTeamsUrl: a Teams Workflows webhook URL; empty for none.')
+param alertTeamsUrl string = ''
+
+@description('An existing Event Grid topic (CloudEvents 1.0 input schema) to publish alerts to; empty for none. The identity gets EventGrid Data Sender on it.')
+param alertEventGridTopicName string = ''
+
+@description('Resource group of alertEventGridTopicName; empty for this one.')
+param alertEventGridTopicResourceGroupName string = ''
+
 var tags = {
   'azd-env-name': environmentName
   app: 'kvaudit'
@@ -78,12 +110,22 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageAccountContributor: '17d1049b-9a84-46fb-8f53-869881c3d3ab'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 var newLogsAccount = empty(logsStorageAccountName)
 var logsAccountName = newLogsAccount ? 'stkvlogs${take(token, 16)}' : logsStorageAccountName
 var logsResourceGroupName = newLogsAccount || empty(logsStorageResourceGroupName) ? resourceGroup().name : logsStorageResourceGroupName
 var vaultIds = filter(map(split(keyVaultIds, ','), id => trim(id)), id => !empty(id))
+var alreadyLogging = map(filter(map(split(vaultsAlreadyLogging, ','), id => trim(id)), id => !empty(id)), id => toLower(id))
+var diagnosticVaultIds = filter(vaultIds, id => !contains(alreadyLogging, toLower(id)))
+
+// Every name that lands in a resource group or on a resource other
+// environments may share (the logs account's and the vaults' resource
+// groups, the vaults themselves) carries the environment's token: two
+// environments on one vault must not repoint each other's setting.
+var diagnosticSettingName = 'kvaudit-${token}'
+var eventSubscriptionName = 'kvaudit-${token}'
 var newIndexAccount = indexStorage == 'new'
 
 // ---- identity
@@ -101,6 +143,21 @@ var storageProperties = {
   supportsHttpsTrafficOnly: true
   allowBlobPublicAccess: false
   allowSharedKeyAccess: false
+}
+
+// A new logs account keeps shared-key access. Azure Monitor writes the
+// audit logs into it, and Microsoft's pages on diagnostic settings
+// (learn.microsoft.com/azure/azure-monitor/essentials/diagnostic-settings)
+// and on disallowing Shared Key (…/storage/common/shared-key-authorization-prevent)
+// do not say that it can write to an account that disallows Shared Key.
+// Losing every audit record silently is worse than a key kvaudit never
+// uses (it reads by identity). An existing logs account keeps its own
+// setting.
+var logsStorageProperties = {
+  minimumTlsVersion: 'TLS1_2'
+  supportsHttpsTrafficOnly: true
+  allowBlobPublicAccess: false
+  allowSharedKeyAccess: true
 }
 
 // The host's own storage (AzureWebJobsStorage) and the deployment package.
@@ -131,7 +188,7 @@ resource newLogsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (new
   sku: {
     name: 'Standard_LRS'
   }
-  properties: storageProperties
+  properties: logsStorageProperties
 
   resource blobs 'blobServices' = {
     name: 'default'
@@ -172,7 +229,7 @@ var indexTableEndpoint = 'https://${indexAccountName}.table.${environment().suff
 // it (Storage Account Contributor, as Microsoft's blob-trigger permissions
 // list for host storage).
 module hostRoles 'modules/storage-roles.bicep' = {
-  name: 'kvaudit-roles-host'
+  name: 'kvaudit-roles-host-${token}'
   params: {
     storageAccountName: hostStorage.name
     principalId: identity.properties.principalId
@@ -190,7 +247,7 @@ module hostRoles 'modules/storage-roles.bicep' = {
 // Contributor (Event Grid notifications and poison messages are queued on
 // the trigger's connection).
 module logsRoles 'modules/storage-roles.bicep' = {
-  name: 'kvaudit-roles-logs'
+  name: 'kvaudit-roles-logs-${token}'
   scope: resourceGroup(logsResourceGroupName)
   params: {
     storageAccountName: logsAccountName
@@ -207,7 +264,7 @@ module logsRoles 'modules/storage-roles.bicep' = {
 
 // Index account: kvaudit writes and reads its tables.
 module indexRoles 'modules/storage-roles.bicep' = {
-  name: 'kvaudit-roles-index'
+  name: 'kvaudit-roles-index-${token}'
   scope: resourceGroup(newIndexAccount ? resourceGroup().name : logsResourceGroupName)
   params: {
     storageAccountName: indexAccountName
@@ -273,6 +330,18 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// Alerts to an Event Grid topic: the role on it, and its endpoint.
+var alertTopic = !empty(alertEventGridTopicName)
+module alertTopicSender 'modules/alert-topic.bicep' = if (alertTopic) {
+  name: 'kvaudit-alert-topic-${take(token, 8)}'
+  scope: resourceGroup(empty(alertEventGridTopicResourceGroupName) ? resourceGroup().name : alertEventGridTopicResourceGroupName)
+  params: {
+    topicName: alertEventGridTopicName
+    principalId: identity.properties.principalId
+    roleDefinitionId: roles.eventGridDataSender
+  }
+}
+
 // Every app setting. Flex Consumption refuses FUNCTIONS_WORKER_RUNTIME
 // (functionAppConfig.runtime says it) and WEBSITE_RUN_FROM_PACKAGE
 // (functionAppConfig.deployment says it). infra_test.go checks each name
@@ -293,6 +362,12 @@ var appSettings = {
   CatchUpSchedule: catchUpSchedule
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  AlertTuning: alertTuning
+  AlertWebhookUrl: alertWebhookUrl
+  AlertWebhookSecret: alertWebhookSecret
+  AlertTeamsUrl: alertTeamsUrl
+  AlertEventGridTopicEndpoint: alertTopic ? alertTopicSender.outputs.endpoint : ''
+  AlertEventGridClientId: alertTopic ? identity.properties.clientId : ''
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
@@ -311,6 +386,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
     }
@@ -351,11 +427,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 
 // ---- Event Grid: the logs account's system topic (subscription: postdeploy)
 
+// The topic must be in the account's region, which the template knows for
+// a new account and reads for an existing one: a module parameter may be
+// read while deploying, a resource's location may not (BCP120).
 module logsEvents 'modules/logs-events.bicep' = {
-  name: 'kvaudit-logs-events'
+  name: 'kvaudit-logs-events-${token}'
   scope: resourceGroup(logsResourceGroupName)
   params: {
     storageAccountName: logsAccountName
+    location: newLogsAccount ? location : logsStorage.location
     topicName: 'evgt-kvaudit-${token}'
     existingTopicName: logsSystemTopicName
     tags: tags
@@ -369,12 +449,13 @@ module logsEvents 'modules/logs-events.bicep' = {
 // subscription and resource group (/subscriptions/<s>/resourceGroups/<g>/
 // providers/Microsoft.KeyVault/vaults/<name>).
 
-module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [for (vaultId, i) in vaultIds: {
-  name: 'kvaudit-diag-${i}'
+module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [for (vaultId, i) in diagnosticVaultIds: {
+  name: 'kvaudit-diag-${i}-${token}'
   scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
   params: {
     vaultName: last(split(vaultId, '/'))
     storageAccountId: logsStorage.id
+    settingName: diagnosticSettingName
   }
   dependsOn: [
     newLogsStorage
@@ -392,5 +473,7 @@ output AUDIT_LOGS_STORAGE_ACCOUNT string = logsAccountName
 output AUDIT_LOGS_CONTAINER string = logsContainerName
 output AUDIT_INDEX_STORAGE_ACCOUNT string = indexAccountName
 output EVENTGRID_SYSTEM_TOPIC_NAME string = logsEvents.outputs.topicName
-output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = logsEvents.outputs.resourceGroupName
+output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = empty(logsSystemTopicName) || empty(logsSystemTopicResourceGroupName) ? logsEvents.outputs.resourceGroupName : logsSystemTopicResourceGroupName
+output EVENTGRID_SUBSCRIPTION_NAME string = eventSubscriptionName
+output AUDIT_DIAGNOSTIC_SETTING_NAME string = diagnosticSettingName
 output APPLICATIONINSIGHTS_NAME string = appInsights.name

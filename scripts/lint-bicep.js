@@ -7,12 +7,20 @@
 // decorators. It runs the grammar's WebAssembly build through
 // web-tree-sitter, so nothing is compiled on install.
 //
-//   node scripts/lint-bicep.js infra          # exit 0: all parse
+// On files that parse it then applies the rules of scripts/bicep-rules.js:
+// deploy-time constants (Bicep's BCP120) and module parameters and outputs
+// against the module files.
+//
+//   node scripts/lint-bicep.js infra          # exit 0: all parse, no rule broken
 //   node scripts/lint-bicep.js broken.bicep   # exit 1: errors printed
+//   node scripts/lint-bicep.js --declarations infra
+//                                             # JSON: each resource and module, its
+//                                             # type, API version and property paths
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const Parser = require('web-tree-sitter');
+const rules = require('./bicep-rules');
 
 function bicepFiles(p) {
   const st = fs.statSync(p);
@@ -38,8 +46,10 @@ function errors(node, out) {
 }
 
 async function main(args) {
+  const dump = args[0] === '--declarations';
+  if (dump) args = args.slice(1);
   if (args.length === 0) {
-    console.error('usage: lint-bicep.js <file.bicep|folder>...');
+    console.error('usage: lint-bicep.js [--declarations] <file.bicep|folder>...');
     return 2;
   }
   const files = args.flatMap(bicepFiles);
@@ -51,23 +61,46 @@ async function main(args) {
   const lang = await Parser.Language.load(require.resolve('tree-sitter-bicep/tree-sitter-bicep.wasm'));
   const parser = new Parser();
   parser.setLanguage(lang);
+  // Trees stay alive until the end: rules read module files too.
+  const trees = new Map();
+  const parse = (f) => {
+    if (!trees.has(f)) trees.set(f, parser.parse(fs.readFileSync(f, 'utf8')));
+    return trees.get(f).rootNode;
+  };
   let bad = 0;
+  let broken = 0;
+  const decls = [];
   for (const f of files) {
     const src = fs.readFileSync(f, 'utf8');
-    const tree = parser.parse(src);
-    for (const n of errors(tree.rootNode, [])) {
+    const root = parse(f);
+    const syntax = errors(root, []);
+    for (const n of syntax) {
       bad++;
       const { row, column } = n.startPosition;
       const what = n.isMissing ? 'missing ' + n.type : 'syntax error near ' + JSON.stringify(src.slice(n.startIndex, Math.min(n.endIndex, n.startIndex + 40)));
       console.error(`${f}:${row + 1}:${column + 1}: ${what}`);
     }
-    tree.delete();
+    if (syntax.length > 0) continue; // rules need a whole tree
+    if (dump) {
+      decls.push(...rules.declarations(f, root));
+      continue;
+    }
+    for (const v of [...rules.deployTimeConstants(root), ...rules.moduleParams(f, root, parse)]) {
+      broken++;
+      const { row, column } = v.node.startPosition;
+      console.error(`${f}:${row + 1}:${column + 1}: ${v.message}`);
+    }
   }
-  if (bad > 0) {
-    console.error(`lint-bicep: ${bad} syntax error(s) in ${files.length} file(s)`);
+  for (const t of trees.values()) t.delete();
+  if (bad > 0 || broken > 0) {
+    console.error(`lint-bicep: ${bad} syntax error(s), ${broken} rule violation(s) in ${files.length} file(s)`);
     return 1;
   }
-  console.log(`lint-bicep: ${files.length} file(s) parse: ${files.join(' ')}`);
+  if (dump) {
+    console.log(JSON.stringify(decls, null, 1));
+    return 0;
+  }
+  console.log(`lint-bicep: ${files.length} file(s) parse and keep the rules: ${files.join(' ')}`);
   return 0;
 }
 

@@ -9,7 +9,8 @@ PORT=${PORT:-7071}
 RUN=.run
 mkdir -p "$RUN"
 
-for p in 10000 10001 10002 "$PORT"; do
+ALERT_PORT=${ALERT_PORT:-7072}
+for p in 10000 10001 10002 "$PORT" "$ALERT_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "make run: port $p on 127.0.0.1 is in use (another Azurite or handler?); stop it first" >&2
     exit 1
@@ -38,6 +39,17 @@ export AzureWebJobsStorage="UseDevelopmentStorage=true"
 go build -o "$RUN/devhost" ./tools/devhost
 "$RUN/devhost" seed -file internal/parse/testdata/sekoia-intake-formats-keyvault.jsonl
 
+# Alerts go to a webhook receiver devhost plays on loopback: it checks each
+# alert's Standard Webhooks signature and prints it. The samples hold
+# deletes, purges and backups, so sensitive-operation alerts arrive with
+# the first poll.
+AlertWebhookSecret="whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
+export AlertWebhookSecret
+export AlertWebhookUrl="http://127.0.0.1:$ALERT_PORT/alerts"
+export AlertPageUrl="http://127.0.0.1:$PORT/api/audit/ui"
+"$RUN/devhost" receive -addr "127.0.0.1:$ALERT_PORT" -log "$RUN/alerts.ndjson" &
+pids+=($!)
+
 if command -v func >/dev/null 2>&1; then
   [ -f local.settings.json ] || cp local.settings.sample.json local.settings.json
   echo "make run: starting under Azure Functions Core Tools (func start) on port $PORT"
@@ -60,6 +72,8 @@ cat <<TXT
 kvaudit is running: handler on http://127.0.0.1:$PORT, Azurite on 127.0.0.1:10000 (blob) and :10002 (table).
 
   Web page: http://127.0.0.1:$PORT/api/audit/ui
+  Alerts:   webhook http://127.0.0.1:$ALERT_PORT/alerts (devhost receive prints each one below, signature
+            checked; their JSON in $RUN/alerts.ndjson); curl -s http://127.0.0.1:$PORT/api/audit/alerts
 
 Handler logs: $RUN/handler.log. Try:
 

@@ -291,7 +291,7 @@
 
   const KIND = {
     massSecretRetrieval: 'mass secret retrieval', sensitiveOperation: 'sensitive operation',
-    refusedAccess: 'refused access', oldTls: 'old TLS', slowRequests: 'slow requests',
+    refusedAccess: 'refused access', oldTls: 'old TLS', slowRequests: 'slow requests', accessAnomaly: 'access anomaly',
   };
   // findingState is the view of a finding's events: its vault, caller, IP,
   // object and operation, from its first to just after its last event.
@@ -333,7 +333,8 @@
       const li = el('li', { 'data-kind': f.kind });
       li.appendChild(el('span', { class: 'kind' }, KIND[f.kind] || f.kind));
       const what = [f.operation, f.caller && f.caller !== '-' ? 'by ' + f.caller : '', f.ip ? 'from ' + f.ip : '', f.object ? 'on ' + f.object : '',
-        f.tlsVersion, f.day, f.maxDurationMs ? 'max ' + f.maxDurationMs + ' ms' : ''].filter(Boolean).join(' ');
+        f.tlsVersion, f.day, f.maxDurationMs ? 'max ' + f.maxDurationMs + ' ms' : '',
+        f.anomaly ? `${f.anomaly.series} from ${f.anomaly.start.slice(0, 16).replace('T', ' ')}, baseline ${f.anomaly.baseline}, score ${f.anomaly.score}` : ''].filter(Boolean).join(' ');
       li.appendChild(el('span', {}, `${what} — ${f.count} events, ${f.first.slice(0, 19).replace('T', ' ')} to ${f.last.slice(0, 19).replace('T', ' ')} `));
       const a = el('a', { href: stateHash(findingState(s, f)), class: 'events-link' }, 'events');
       li.appendChild(a);
@@ -341,6 +342,30 @@
     }
     box.appendChild(ul);
     if (d.truncated) box.appendChild(el('p', { class: 'note' }, 'More findings than shown: narrow the window.'));
+  }
+
+  // ---- alerts: what was pushed for the window, and how each sink took it ----
+
+  async function loadAlerts(s, w, signal) {
+    const box = $('alerts');
+    const q = { from: iso(w.from), to: iso(w.to) };
+    if (s.vault) q.vault = s.vault;
+    const d = await getJSON('alerts', q, signal);
+    clear(box);
+    if (!d.sinks.length) box.appendChild(el('p', { class: 'note' }, 'No sink is configured (AlertWebhookUrl, AlertTeamsUrl, AlertEventGridTopicEndpoint): alerts are recorded here, not sent.'));
+    if (!d.alerts.length) { box.appendChild(el('p', { class: 'note' }, 'No alerts in this window.')); return; }
+    const ul = el('ul', { class: 'detections alerts' });
+    for (const a of d.alerts) {
+      const li = el('li', { 'data-kind': a.kind, 'data-state': a.state });
+      li.appendChild(el('span', { class: 'state state-' + a.state }, a.state));
+      li.appendChild(el('span', { class: 'kind' }, (KIND[a.kind] || a.kind) + ' · ' + a.severity));
+      const sinks = Object.entries(a.sinks || {}).map(([n, st]) => `${n}: ${st.state}${st.attempts > 1 ? ' after ' + st.attempts + ' attempts' : ''}${st.error ? ' (' + st.error + ')' : ''}`).join('; ');
+      li.appendChild(el('span', {}, `${a.title} — detected ${a.detectedAt.slice(0, 19).replace('T', ' ')}${sinks ? '; ' + sinks : ''} `));
+      if (a.finding) li.appendChild(el('a', { href: stateHash(findingState(s, a.finding)), class: 'events-link' }, 'events'));
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+    if (d.truncated) box.appendChild(el('p', { class: 'note' }, 'More alerts than shown: narrow the window.'));
   }
 
   // ---- events: filters, pages by continuation, CSV -------------------------
@@ -446,7 +471,7 @@
         // "All vaults" needs a key to look up.
         syncControls(s);
         $('empty').hidden = true; $('view').hidden = false;
-        for (const id of ['chart', 'detections', 'top-operation', 'top-caller', 'top-ip', 'top-object']) clear($(id));
+        for (const id of ['chart', 'detections', 'alerts', 'top-operation', 'top-caller', 'top-ip', 'top-object']) clear($(id));
         clear($('events').tBodies[0]);
         $('csv').hidden = true; $('next').disabled = true; $('first').disabled = true; $('pageinfo').textContent = '';
         message('Across every vault: give a caller, IP or object in the filters of the events.');
@@ -480,6 +505,7 @@
       panel(loadChart(s, w, signal), $('chart')),
       ...['operation', 'caller', 'ip', 'object'].map((dim) => panel(loadTop(s, w, dim, signal), $('top-' + dim))),
       panel(loadDetections(s, w, signal), $('detections')),
+      panel(loadAlerts(s, w, signal), $('alerts')),
       loadEvents(q, ''),
     ]);
     document.body.setAttribute('data-ready-ms', performance.now().toFixed(0));

@@ -8,6 +8,9 @@
 @description('The logs storage account (in this module\'s resource group).')
 param storageAccountName string
 
+@description('Region of the logs account: a system topic lives in its source\'s region. A parameter, not the account\'s location read here: a resource\'s location must be known when the deployment starts (BCP120), an existing resource\'s location is not.')
+param location string
+
 @description('Name of the system topic to create. Ignored when existingTopicName is set.')
 param topicName string
 
@@ -22,7 +25,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (empty(existingTopicName)) {
   name: topicName
-  location: account.location
+  location: location
   tags: tags
   properties: {
     source: account.id

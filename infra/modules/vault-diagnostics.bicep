@@ -8,8 +8,8 @@ param vaultName string
 @description('Resource id of the storage account the audit log is written to. Azure Monitor requires it in the same region as the vault.')
 param storageAccountId string
 
-@description('Name of the diagnostic setting.')
-param settingName string = 'kvaudit'
+@description('Name of the diagnostic setting; it carries the environment\'s token, so that two environments on one vault keep two settings.')
+param settingName string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName

@@ -73,6 +73,9 @@ type Report struct {
 	// once there were none.
 	OldLayout     int
 	LegacyDropped int
+	// IndexedBlobs names the blobs this run indexed records of (the
+	// alert sweep evaluates their vault-days).
+	IndexedBlobs []string
 }
 
 func (r *Runner) now() time.Time {
@@ -262,6 +265,9 @@ func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
 	err = r.ingestAll(ctx, blobs, stopBy, &rep, func(b Blob, res ingest.Result) {
 		if completed(res) {
 			done[b.Name] = true
+		}
+		if res.Records > 0 {
+			rep.IndexedBlobs = append(rep.IndexedBlobs, b.Name)
 		}
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -44,6 +45,21 @@ const (
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
 	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
+
+	// Alerts (internal/alert). The URLs and the secret may be Key Vault
+	// references in app settings: the platform resolves them before the
+	// process starts.
+	SettingAlertTuning          = "AlertTuning"
+	SettingAlertWebhookURL      = "AlertWebhookUrl"
+	SettingAlertWebhookSecret   = "AlertWebhookSecret"
+	SettingAlertTeamsURL        = "AlertTeamsUrl"
+	SettingAlertEventGridTopic  = "AlertEventGridTopicEndpoint"
+	SettingAlertEventGridClient = "AlertEventGridClientId"
+	SettingAlertPageURL         = "AlertPageUrl"
+	// SettingWebsiteHostname is App Service's own variable, the app's
+	// default host name: the web page's address in alerts when
+	// AlertPageUrl is unset.
+	SettingWebsiteHostname = "WEBSITE_HOSTNAME"
 )
 
 // AccountSettings are the settings that name a storage account: each is a
@@ -87,6 +103,8 @@ func Names() []string {
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
 		SettingTriggerBudget,
+		SettingAlertTuning, SettingAlertWebhookURL, SettingAlertWebhookSecret, SettingAlertTeamsURL,
+		SettingAlertEventGridTopic, SettingAlertEventGridClient, SettingAlertPageURL, SettingWebsiteHostname,
 	}
 	for _, a := range AccountSettings {
 		names = append(names, a)
@@ -161,6 +179,48 @@ type Settings struct {
 	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
 	StartedAt         time.Time     // when the settings were read
 	RequestTimeout    time.Duration // per storage call, default 30 s
+
+	Alerts AlertSettings
+}
+
+// AlertSettings are where alerts go and how they are tuned. The secrets
+// (WebhookSecret, and the URLs, which carry keys in their query) are never
+// printed: String shows hosts only.
+type AlertSettings struct {
+	// Tuning is AlertTuning as given (JSON; "" for the defaults), parsed
+	// and validated by internal/alert at start.
+	Tuning        string
+	WebhookURL    string
+	WebhookSecret string
+	TeamsURL      string
+	// EventGridTopic is the topic's endpoint, https://…/api/events;
+	// EventGridClientID the user-assigned identity publishing to it
+	// ("" for DefaultAzureCredential).
+	EventGridTopic    string
+	EventGridClientID string
+	// PageURL is the web page's address in alerts' links: AlertPageUrl,
+	// else https://$WEBSITE_HOSTNAME/api/audit/ui, else "".
+	PageURL string
+}
+
+// String names the sinks configured and their hosts, never a path, query
+// or secret.
+func (a AlertSettings) String() string {
+	var parts []string
+	for _, s := range []struct{ name, u string }{{"webhook", a.WebhookURL}, {"teams", a.TeamsURL}, {"eventgrid", a.EventGridTopic}} {
+		if s.u == "" {
+			continue
+		}
+		host := "(set)"
+		if p, err := url.Parse(s.u); err == nil && p.Host != "" {
+			host = p.Scheme + "://" + p.Host
+		}
+		parts = append(parts, s.name+"="+host)
+	}
+	if len(parts) == 0 {
+		return "no sinks"
+	}
+	return strings.Join(parts, " ")
 }
 
 // Account is one storage account setting, resolved.
@@ -311,10 +371,86 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 			s.Port = p
 		}
 	}
+	s.Alerts, err = readAlerts(get)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return s, nil
+}
+
+// keyVaultReference is how an app setting names a Key Vault secret; App
+// Service replaces it with the secret's value before the process starts,
+// and leaves it as it is when it cannot (Learn: "Use Key Vault references
+// as app settings in Azure App Service and Azure Functions").
+const keyVaultReference = "@Microsoft.KeyVault("
+
+// readAlerts reads the alert settings. Values are checked for shape only;
+// messages name the setting, never quote a secret.
+func readAlerts(get func(string) string) (AlertSettings, error) {
+	a := AlertSettings{
+		Tuning:            get(SettingAlertTuning),
+		WebhookURL:        get(SettingAlertWebhookURL),
+		WebhookSecret:     get(SettingAlertWebhookSecret),
+		TeamsURL:          get(SettingAlertTeamsURL),
+		EventGridTopic:    get(SettingAlertEventGridTopic),
+		EventGridClientID: get(SettingAlertEventGridClient),
+		PageURL:           get(SettingAlertPageURL),
+	}
+	var errs []error
+	for name, v := range map[string]string{
+		SettingAlertWebhookURL: a.WebhookURL, SettingAlertWebhookSecret: a.WebhookSecret, SettingAlertTeamsURL: a.TeamsURL,
+		SettingAlertEventGridTopic: a.EventGridTopic, SettingAlertTuning: a.Tuning,
+	} {
+		if strings.HasPrefix(v, keyVaultReference) {
+			errs = append(errs, fmt.Errorf("%s is a Key Vault reference the platform did not resolve: give the app's identity the Key Vault Secrets User role on the vault (and set keyVaultReferenceIdentity to a user-assigned identity's id), then restart the app", name))
+		}
+	}
+	if len(errs) > 0 {
+		return a, errors.Join(errs...)
+	}
+	checkURL := func(name, v string, httpsOnly bool) {
+		if v == "" {
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			errs = append(errs, fmt.Errorf("%s: not an http(s) URL", name))
+			return
+		}
+		if u.Scheme == "http" && (httpsOnly || !loopbackHost(u.Hostname())) {
+			errs = append(errs, fmt.Errorf("%s: want https (plain http only to a loopback receiver, for make run)", name))
+		}
+	}
+	checkURL(SettingAlertWebhookURL, a.WebhookURL, false)
+	checkURL(SettingAlertTeamsURL, a.TeamsURL, false)
+	checkURL(SettingAlertEventGridTopic, a.EventGridTopic, true)
+	checkURL(SettingAlertPageURL, a.PageURL, false)
+	switch {
+	case a.WebhookURL != "" && a.WebhookSecret == "":
+		errs = append(errs, fmt.Errorf("%s is set without %s: a webhook is always signed (whsec_ followed by base64 of 24 to 64 random bytes)", SettingAlertWebhookURL, SettingAlertWebhookSecret))
+	case a.WebhookURL == "" && a.WebhookSecret != "":
+		errs = append(errs, fmt.Errorf("%s is set without %s", SettingAlertWebhookSecret, SettingAlertWebhookURL))
+	}
+	if a.EventGridClientID != "" && a.EventGridTopic == "" {
+		errs = append(errs, fmt.Errorf("%s is set without %s", SettingAlertEventGridClient, SettingAlertEventGridTopic))
+	}
+	if a.PageURL == "" {
+		if h := get(SettingWebsiteHostname); h != "" && !strings.ContainsAny(h, "/?#@ ") {
+			a.PageURL = "https://" + h + "/api/audit/ui"
+		}
+	}
+	return a, errors.Join(errs...)
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validTablePrefix(v string) bool {

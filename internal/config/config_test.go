@@ -241,3 +241,54 @@ func TestNamesAreWhatFromLookupReads(t *testing.T) {
 		}
 	}
 }
+
+func TestAlertSettings(t *testing.T) {
+	const secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	base := map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		env  map[string]string
+		err  string
+		page string
+	}{
+		{with(), "", ""},
+		{with(SettingWebsiteHostname, "func-kvaudit.azurewebsites.net"), "", "https://func-kvaudit.azurewebsites.net/api/audit/ui"},
+		{with(SettingAlertPageURL, "https://audit.example/api/audit/ui", SettingWebsiteHostname, "x.net"), "", "https://audit.example/api/audit/ui"},
+		{with(SettingAlertWebhookURL, "https://hooks.example/kv?token=abc", SettingAlertWebhookSecret, secret), "", ""},
+		{with(SettingAlertWebhookURL, "http://127.0.0.1:9999/hook", SettingAlertWebhookSecret, secret), "", ""},
+		{with(SettingAlertWebhookURL, "http://hooks.example/kv", SettingAlertWebhookSecret, secret), "AlertWebhookUrl: want https", ""},
+		{with(SettingAlertWebhookURL, "https://hooks.example/kv"), "AlertWebhookUrl is set without AlertWebhookSecret", ""},
+		{with(SettingAlertWebhookSecret, secret), "AlertWebhookSecret is set without AlertWebhookUrl", ""},
+		{with(SettingAlertTeamsURL, "not a url"), "AlertTeamsUrl: not an http(s) URL", ""},
+		{with(SettingAlertEventGridTopic, "http://127.0.0.1:1/api/events"), "AlertEventGridTopicEndpoint: want https", ""},
+		{with(SettingAlertEventGridClient, "abc"), "AlertEventGridClientId is set without AlertEventGridTopicEndpoint", ""},
+		{with(SettingAlertWebhookSecret, "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/hook/)", SettingAlertWebhookURL, "https://h.example"),
+			"AlertWebhookSecret is a Key Vault reference the platform did not resolve", ""},
+	}
+	for _, c := range cases {
+		s, err := FromLookup(lookup(c.env))
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%v: %v", c.env, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%v: error %v, want %q", c.env, err, c.err)
+		case err != nil && strings.Contains(err.Error(), "MDEyMzQ1"):
+			t.Errorf("the secret is in the error: %v", err)
+		case c.err == "" && s.Alerts.PageURL != c.page:
+			t.Errorf("%v: page %q, want %q", c.env, s.Alerts.PageURL, c.page)
+		}
+	}
+	s, _ := FromLookup(lookup(with(SettingAlertWebhookURL, "https://hooks.example/kv?token=abc", SettingAlertWebhookSecret, secret, SettingAlertTeamsURL, "https://x.logic.azure.com/workflows/1?sig=zzz")))
+	if got := fmt.Sprint(s.Alerts); got != "webhook=https://hooks.example teams=https://x.logic.azure.com" {
+		t.Fatalf("String %q", got)
+	}
+}

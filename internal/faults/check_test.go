@@ -80,27 +80,21 @@ func (e *env) events(ctx context.Context) ([]eventRow, error) {
 func (e *env) postings(ctx context.Context) (map[string]map[string]int, error) {
 	keys := map[string]map[string]map[string]bool{} // kind → event RowKey → lookup keys
 	err := e.listRows(ctx, index.TablePostings, "", func(raw []byte) error {
-		var r struct {
-			PartitionKey, RowKey string
-			P, P1, P2, P3        []byte
-		}
+		var r struct{ PartitionKey string }
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
 		kind, _, _ := strings.Cut(r.PartitionKey, "|")
-		key, source, ok := index.PostingKey(r.RowKey)
-		if !ok {
-			return fmt.Errorf("posting %s: bad RowKey", r.RowKey)
-		}
-		es, err := index.DecodePosting(nil, slices.Concat(r.P, r.P1, r.P2, r.P3))
+		var pr index.PostingRow
+		es, err := index.DecodePostingRow(nil, raw, &pr)
 		if err != nil {
-			return fmt.Errorf("posting %s: %w", r.RowKey, err)
+			return err
 		}
+		key := pr.Parsed.Key
 		if keys[kind] == nil {
 			keys[kind] = map[string]map[string]bool{}
 		}
 		for _, en := range es {
-			en.Source = source
 			rk := en.EventRowKey()
 			if keys[kind][rk] == nil {
 				keys[kind][rk] = map[string]bool{}

@@ -46,6 +46,10 @@ import (
 // Storage is the resource (token audience) Azure Storage clients ask for.
 const Storage = "https://storage.azure.com"
 
+// EventGrid is the resource an Event Grid publisher asks for (scope
+// https://eventgrid.azure.net/.default): the alert sink's.
+const EventGrid = "https://eventgrid.azure.net"
+
 // APIVersion is the App Service managed-identity API version azidentity
 // sends; the endpoint refuses others.
 const APIVersion = "2019-08-01"
@@ -153,8 +157,8 @@ func (e *Endpoint) answer(w http.ResponseWriter, r *http.Request, req Request) i
 	case q.Get("api-version") != APIVersion:
 		problem(w, http.StatusBadRequest, "Unsupported api-version; this endpoint speaks "+APIVersion+".")
 		return http.StatusBadRequest
-	case strings.TrimSuffix(req.Resource, "/") != Storage:
-		problem(w, http.StatusBadRequest, "This endpoint hands out tokens for "+Storage+" only.")
+	case strings.TrimSuffix(req.Resource, "/") != Storage && strings.TrimSuffix(req.Resource, "/") != EventGrid:
+		problem(w, http.StatusBadRequest, "This endpoint hands out tokens for "+Storage+" and "+EventGrid+" only.")
 		return http.StatusBadRequest
 	case q.Has("principal_id") || q.Has("object_id") || q.Has("mi_res_id") ||
 		!strings.EqualFold(req.ClientID, e.ClientID):
@@ -197,6 +201,43 @@ func (e *Endpoint) token(resource string, now, exp time.Time) string {
 		"tid":   e.Tenant,
 		"ver":   "1.0",
 	})
+}
+
+// Verify checks that token is one this endpoint handed out, for
+// resource, not expired: its signature (the endpoint's key), audience and
+// times. A receiver in a test plays the service that checks the token.
+func (e *Endpoint) Verify(token, resource string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("identitytest: not a JWT")
+	}
+	mac := hmac.New(sha256.New, e.key)
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
+		return fmt.Errorf("identitytest: bad signature")
+	}
+	body, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fmt.Errorf("identitytest: bad claims")
+	}
+	var claims struct {
+		Aud string `json:"aud"`
+		Exp int64  `json:"exp"`
+		Oid string `json:"oid"`
+	}
+	if err := json.Unmarshal(body, &claims); err != nil {
+		return fmt.Errorf("identitytest: bad claims: %w", err)
+	}
+	switch {
+	case strings.TrimSuffix(claims.Aud, "/") != strings.TrimSuffix(resource, "/"):
+		return fmt.Errorf("identitytest: token for %q, want %q", claims.Aud, resource)
+	case time.Now().Unix() >= claims.Exp:
+		return fmt.Errorf("identitytest: token expired")
+	case claims.Oid != e.PrincipalID:
+		return fmt.Errorf("identitytest: token of another identity")
+	}
+	return nil
 }
 
 // Token mints a token like the endpoint's for resource, valid from now for

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,8 +96,16 @@ func deflate(dst *bytes.Buffer, b ...[]byte) {
 // rows: a page of events decodes a hundred of them.
 var inflaters sync.Pool
 
-// inflate undoes deflate.
-func inflate(b []byte) ([]byte, error) {
+// errTooLarge says a compressed column inflates past what its writer can
+// have written: a planted row (anyone with Table Data Contributor can
+// write one), never one of ours.
+var errTooLarge = errors.New("index: compressed column inflates past its limit")
+
+// inflate undoes deflate, refusing to produce more than limit bytes: a
+// column's declared or compressed size is a claim, and DEFLATE expands
+// up to 1032:1, so a 61 KB row could otherwise take 63 MB. It fails —
+// never truncates — past the limit.
+func inflate(b []byte, limit int) ([]byte, error) {
 	var r io.ReadCloser
 	if v := inflaters.Get(); v != nil {
 		r = v.(io.ReadCloser)
@@ -108,15 +115,37 @@ func inflate(b []byte) ([]byte, error) {
 	} else {
 		r = flate.NewReaderDict(bytes.NewReader(b), recordDict)
 	}
-	out := make([]byte, 0, 4*len(b)+64)
-	buf := bytes.NewBuffer(out)
-	_, err := buf.ReadFrom(io.LimitReader(r, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
+	// The first guess is what these columns usually inflate to (about 4×);
+	// the buffer doubles from there, never past limit+1, so refusing a
+	// bomb costs at most about twice the limit.
+	buf := make([]byte, 0, min(4*len(b)+64, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return nil, fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
+			}
+			buf = append(make([]byte, 0, min(2*cap(buf), limit+1)), buf...)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("index: corrupt compressed column: %w", err)
+		}
+	}
+	if len(buf) > limit {
+		return nil, fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
 	}
 	inflaters.Put(r)
-	return buf.Bytes(), nil
+	return buf, nil
 }
+
+// maxRecordInflate bounds a decoded R: the longest record parse accepts,
+// its blob's name (Azure allows 1,024 characters, up to 4 bytes each in
+// UTF-8) and the length prefix.
+const maxRecordInflate = parse.DefaultMaxRecordBytes + 4*1024 + binary.MaxVarintLen64
 
 // EncodeRecord is the value of R: DEFLATE (preset dictionary RecordDict)
 // of uvarint(len(raw)) raw blob — the record's JSON as logged and the name
@@ -132,7 +161,7 @@ func EncodeRecord(raw []byte, blob string) []byte {
 
 // DecodeRecord undoes EncodeRecord.
 func DecodeRecord(b []byte) (raw []byte, blob string, err error) {
-	p, err := inflate(b)
+	p, err := inflate(b, maxRecordInflate)
 	if err != nil {
 		return nil, "", err
 	}
@@ -178,6 +207,10 @@ func binarySize(name string, n int) int {
 	}
 	return size
 }
+
+// maxFilterColumn bounds the filter columns O and L: the record in R keeps
+// the whole value.
+const maxFilterColumn = 256
 
 // maxRecordColumn bounds R (all its parts) so that the row stays under the
 // entity limit with its keys and columns.
@@ -228,10 +261,12 @@ func eventRow(rec *parse.Record, raw []byte, pk, rk string) Entity {
 	b = append(b, `,"V":`...)
 	b = strconv.AppendInt(b, Layout, 10)
 	b = append(b, `,"O":`...)
-	b = appendJSONString(b, rec.OperationName)
+	// Key Vault's operation names are short; a longer one (a blob not
+	// written by Azure Monitor) is cut rather than let the row be refused.
+	b = appendJSONString(b, cutString(rec.OperationName, maxFilterColumn))
 	b = append(b, `,"S":`...)
 	b = strconv.AppendInt(b, int64(int32(rec.Status)), 10)
-	if tls := cutString(rec.TLSVersion, 256); tls != "" && tls < TLSFilterBound {
+	if tls := cutString(rec.TLSVersion, maxFilterColumn); tls != "" && tls < TLSFilterBound {
 		b = append(b, `,"L":`...)
 		b = appendJSONString(b, tls)
 	}
@@ -268,245 +303,6 @@ func cutString(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "")
-}
-
-// Entry is one record in a posting: where its Events row is and what
-// stats, filters and detections need without reading it.
-type Entry struct {
-	InvTicks int64  // the RowKey's inverted ticks
-	Offset   int64  // the RowKey's offset
-	Vault    string // lower case, as parse.Record.Vault
-	Op       string
-	Status   int
-	Caller   string // CallerKey
-	IP       string
-	Object   string // as logged
-	Client   string // clientInfo
-	// Source is the lineage (SourceID) of the posting row the entry was
-	// read from; it is in that row's RowKey, not in each entry.
-	Source string
-}
-
-// EventRowKey is the RowKey of e's Events row.
-func (e *Entry) EventRowKey() string {
-	return fmt.Sprintf("%019d_%s_%012x", e.InvTicks, e.Source, e.Offset)
-}
-
-// EventPartition is the PartitionKey of e's Events row; day is the
-// posting's (the record's UTC day).
-func (e *Entry) EventPartition(day string) string {
-	return EncodeKeyPart(e.Vault) + "|" + day
-}
-
-// PostingKey splits a Postings RowKey into the lookup key and the lineage.
-func PostingKey(rk string) (key, source string, ok bool) {
-	i := strings.LastIndexByte(rk, '|')
-	if i < 0 {
-		return "", "", false
-	}
-	j := strings.LastIndexByte(rk[:i], '|')
-	if j < 0 {
-		return "", "", false
-	}
-	return rk[:j], rk[j+1 : i], true
-}
-
-type postingKey struct{ kind, key, day, source string }
-
-// Postings collects the posting entries of a chunk of records. Its zero
-// value is ready; it is not safe for concurrent use.
-type Postings struct {
-	m map[postingKey][]Entry
-}
-
-// Add records rec (read from lineage sourceID) under each of its lookup
-// keys: each distinct caller id, its IP, its object name.
-func (p *Postings) Add(rec *parse.Record, sourceID string) {
-	if p.m == nil {
-		p.m = map[postingKey][]Entry{}
-	}
-	day := rec.Time.UTC().Format(DayLayout)
-	e := Entry{
-		InvTicks: maxTicks - Ticks(rec.Time), Offset: rec.Offset, Vault: rec.Vault, Op: rec.OperationName,
-		Status: rec.Status, Caller: CallerKey(rec), IP: rec.CallerIPAddress,
-		Object: rec.ObjectName, Client: rec.ClientInfo,
-	}
-	add := func(kind, key string) {
-		k := postingKey{kind, EncodeKeyPart(key), day, sourceID}
-		p.m[k] = append(p.m[k], e)
-	}
-	var seen [3]string
-	for i, id := range [3]string{rec.Identity.ObjectID, rec.Identity.UPN, rec.Identity.AppID} {
-		k := strings.ToLower(id)
-		if k == "" || k == seen[0] || k == seen[1] {
-			continue
-		}
-		seen[i] = k
-		add(KindCaller, k)
-	}
-	if rec.CallerIPAddress != "" {
-		add(KindIP, rec.CallerIPAddress)
-	}
-	if rec.ObjectName != "" {
-		add(KindObject, rec.ObjectName)
-	}
-}
-
-// maxEntriesPerRow bounds a posting row well under the entity limit
-// (entries compress to a few bytes; the worst case is ~40 bytes).
-const maxEntriesPerRow = 20000
-
-// Rows appends the posting rows of the entries added since the last call,
-// for the chunk starting at blob offset chunkStart, and forgets them. The
-// keys depend only on the lineage, the chunk's start and the lookup key,
-// so reading the same chunk again writes the same rows.
-func (p *Postings) Rows(dst []Entity, chunkStart int64) []Entity {
-	keys := make([]postingKey, 0, len(p.m))
-	for k := range p.m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		if a.kind+a.day != b.kind+b.day {
-			return a.kind+a.day < b.kind+b.day
-		}
-		return a.key+"|"+a.source < b.key+"|"+b.source
-	})
-	for _, k := range keys {
-		es := p.m[k]
-		sort.Slice(es, func(i, j int) bool {
-			if es[i].InvTicks != es[j].InvTicks {
-				return es[i].InvTicks < es[j].InvTicks
-			}
-			return es[i].Offset < es[j].Offset
-		})
-		pk := k.kind + "|" + k.day
-		for part := 0; len(es) > 0; part++ {
-			n := min(len(es), maxEntriesPerRow)
-			rk := fmt.Sprintf("%s|%s|%012x", k.key, k.source, chunkStart)
-			if part > 0 {
-				rk += "-" + strconv.Itoa(part)
-			}
-			payload := EncodePosting(es[:n])
-			b := make([]byte, 0, 96+len(pk)+len(rk)+len(payload)*4/3)
-			b = appendKeys(b, pk, rk)
-			b = append(b, `,"V":`...)
-			b = strconv.AppendInt(b, Layout, 10)
-			b = append(b, `,"N":`...)
-			b = strconv.AppendInt(b, int64(n), 10)
-			b = appendBinary(b, PropPostings, payload)
-			b = append(b, '}')
-			dst = append(dst, Entity{Table: TablePostings, PK: pk, RK: rk, Body: b})
-			es = es[n:]
-		}
-	}
-	clear(p.m)
-	return dst
-}
-
-// EncodePosting is the value of P: DEFLATE (preset dictionary) of a string
-// table and the entries, newest first, as varints: inverted ticks and
-// offset as deltas from the previous entry, the rest as string indices.
-func EncodePosting(es []Entry) []byte {
-	idx := map[string]uint64{"": 0}
-	strs := []string{""}
-	id := func(s string) uint64 {
-		if i, ok := idx[s]; ok {
-			return i
-		}
-		idx[s] = uint64(len(strs))
-		strs = append(strs, s)
-		return idx[s]
-	}
-	var body []byte
-	body = binary.AppendUvarint(body, uint64(len(es)))
-	var prevT, prevO int64
-	for _, e := range es {
-		body = binary.AppendUvarint(body, uint64(e.InvTicks-prevT))
-		body = binary.AppendVarint(body, e.Offset-prevO)
-		prevT, prevO = e.InvTicks, e.Offset
-		body = binary.AppendVarint(body, int64(e.Status))
-		for _, s := range [...]string{e.Vault, e.Op, e.Caller, e.IP, e.Object, e.Client} {
-			body = binary.AppendUvarint(body, id(s))
-		}
-	}
-	var head []byte
-	head = binary.AppendUvarint(head, uint64(len(strs)-1))
-	for _, s := range strs[1:] {
-		head = binary.AppendUvarint(head, uint64(len(s)))
-		head = append(head, s...)
-	}
-	var out bytes.Buffer
-	deflate(&out, head, body)
-	return out.Bytes()
-}
-
-// DecodePosting undoes EncodePosting, appending to dst.
-func DecodePosting(dst []Entry, b []byte) ([]Entry, error) {
-	p, err := inflate(b)
-	if err != nil {
-		return dst, err
-	}
-	bad := errors.New("index: corrupt posting")
-	next := func() uint64 {
-		v, k := binary.Uvarint(p)
-		if k <= 0 {
-			p = nil
-			return 0
-		}
-		p = p[k:]
-		return v
-	}
-	nstr := next()
-	if nstr > uint64(len(p)) {
-		return dst, bad
-	}
-	strs := make([]string, 1, nstr+1)
-	for range nstr {
-		n := next()
-		if n > uint64(len(p)) {
-			return dst, bad
-		}
-		strs = append(strs, string(p[:n]))
-		p = p[n:]
-	}
-	str := func() string {
-		i := next()
-		if i >= uint64(len(strs)) {
-			p = nil
-			return ""
-		}
-		return strs[i]
-	}
-	n := next()
-	if n > uint64(len(p)) {
-		return dst, bad
-	}
-	var t, o int64
-	for range n {
-		if p == nil {
-			return dst, bad
-		}
-		t += int64(next())
-		d, k := binary.Varint(p)
-		if k <= 0 {
-			return dst, bad
-		}
-		p = p[k:]
-		o += d
-		st, k := binary.Varint(p)
-		if k <= 0 {
-			return dst, bad
-		}
-		p = p[k:]
-		e := Entry{InvTicks: t, Offset: o, Status: int(st)}
-		e.Vault, e.Op, e.Caller, e.IP, e.Object, e.Client = str(), str(), str(), str(), str(), str()
-		if p == nil {
-			return dst, bad
-		}
-		dst = append(dst, e)
-	}
-	return dst, nil
 }
 
 // appendKeys opens an entity's JSON with its keys: `{"PartitionKey":…,"RowKey":…`.

@@ -91,7 +91,7 @@ func TestPostingRoundTrip(t *testing.T) {
 		es = append(es, Entry{InvTicks: t0 + int64(i)*rnd.Int64N(1e7), Offset: rnd.Int64N(1 << 30), Vault: "kv", Op: "SecretGet",
 			Status: []int{200, 403, 0, -1}[i%4], Caller: "c", IP: "10.0.0.1", Object: []string{"", "a", "b"}[i%3], Client: "x"})
 	}
-	got, err := DecodePosting(nil, EncodePosting(es))
+	got, err := DecodePosting(nil, EncodePosting(es), len(es))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestPostingRoundTrip(t *testing.T) {
 			t.Fatalf("entry %d: %+v, want %+v", i, got[i], es[i])
 		}
 	}
-	if _, err := DecodePosting(nil, []byte("garbage")); err == nil {
+	if _, err := DecodePosting(nil, []byte("garbage"), -1); err == nil {
 		t.Fatal("garbage decoded")
 	}
 }

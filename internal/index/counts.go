@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +13,11 @@ import (
 )
 
 // Aggregate dimensions counted per vault × UTC hour of record time.
+// Caller, IP and object are counted apart for each request class (the
+// dimension's name with the class's suffix: "ip", "ip!r", "ip!a"), so that
+// keys of failed or unauthenticated requests — which anyone who can reach
+// a vault chooses at will — can never push the keys of successful
+// requests out of an hour's counts (HAZARDS 11).
 const (
 	DimOperation = "operation"
 	DimStatus    = "status"
@@ -19,6 +25,63 @@ const (
 	DimIP        = "ip"
 	DimObject    = "object"
 )
+
+// Request classes: the suffix of a class's dimensions.
+const (
+	// ClassOK: requests answered with a status below 400 (or none logged).
+	ClassOK = ""
+	// ClassRefused: 4xx and 5xx answers to a caller with an identity.
+	ClassRefused = "!r"
+	// ClassAnonymous: 4xx and 5xx answers to a request without one —
+	// unauthenticated requests, which anyone can send.
+	ClassAnonymous = "!a"
+)
+
+// Classes lists the request classes, ClassOK first.
+var Classes = []string{ClassOK, ClassRefused, ClassAnonymous}
+
+// ClassOf is the class of a request of status by caller (CallerKey).
+func ClassOf(status int, caller string) string {
+	switch {
+	case status < 400:
+		return ClassOK
+	case caller == "-" || caller == "":
+		return ClassAnonymous
+	}
+	return ClassRefused
+}
+
+// ClassDims are the stored dimensions of dim: dim itself for DimOperation
+// and DimStatus, one per class for the others.
+func ClassDims(dim string) []string {
+	switch dim {
+	case DimCaller, DimIP, DimObject:
+		return []string{dim + ClassOK, dim + ClassRefused, dim + ClassAnonymous}
+	}
+	return []string{dim}
+}
+
+// SplitDim is the dimension and class of a stored dimension name.
+func SplitDim(stored string) (dim, class string) {
+	if i := strings.IndexByte(stored, '!'); i >= 0 {
+		return stored[:i], stored[i:]
+	}
+	return stored, ClassOK
+}
+
+// OtherKeyOf is how answers name the keys of a class that its hours'
+// bounds did not keep (stored as OtherKey in the class's dimension):
+// "~other" for successful requests, "~other:refused" and
+// "~other:unauthenticated" for the others.
+func OtherKeyOf(class string) string {
+	switch class {
+	case ClassRefused:
+		return OtherKey + ":refused"
+	case ClassAnonymous:
+		return OtherKey + ":unauthenticated"
+	}
+	return OtherKey
+}
 
 // HourLayout is the hour part of aggregate keys.
 const HourLayout = "2006010215"
@@ -49,7 +112,11 @@ type HourKey struct {
 // HourCounts are the counts of one vault × hour.
 type HourCounts struct {
 	Total int64
-	Dims  map[string]map[string]int64
+	// Dims are the counts by stored dimension (DimOperation, DimStatus,
+	// and ClassDims of the others) and key.
+	Dims map[string]map[string]int64
+	// bytes is each stored dimension's size as its bounds count it.
+	bytes map[string]int
 }
 
 // CallerKey is the caller a record is counted under.
@@ -66,7 +133,8 @@ func CallerKey(rec *parse.Record) string {
 }
 
 // Tally is what a record contributes to Counts, kept small so that a chunk
-// of records can be recounted from any offset after a lost race.
+// of records can be recounted from any offset after a lost race. Its keys
+// are CapValue'd.
 type Tally struct {
 	Key    HourKey
 	Op     string
@@ -80,23 +148,42 @@ type Tally struct {
 func TallyOf(rec *parse.Record) Tally {
 	return Tally{
 		Key:    HourKey{Vault: rec.Vault, Hour: rec.Time.UTC().Format(HourLayout)},
-		Op:     rec.OperationName,
+		Op:     CapValue(rec.OperationName),
 		Status: rec.Status,
-		Caller: CallerKey(rec),
-		IP:     rec.CallerIPAddress,
-		Object: strings.ToLower(rec.ObjectName),
+		Caller: CapValue(CallerKey(rec)),
+		IP:     CapValue(rec.CallerIPAddress),
+		Object: CapValue(strings.ToLower(rec.ObjectName)),
 	}
 }
 
-// MaxKeysPerDim caps the distinct keys one hour counts per dimension;
-// further keys count under OtherKey. Totals stay exact, and a blob's counts
-// always fit the transaction that commits them with its checkpoint, however
-// many callers, IPs or objects an hour sees (a mass retrieval over
-// thousands of secrets, say).
+// Bounds of one hour's counts. Each stored dimension keeps at most
+// MaxKeysPerDim distinct keys and, counting each key's bytes and
+// tripleOverhead, at most its byte bound; later keys count under
+// OtherKeyOf(class). Totals stay exact. The byte bounds keep a blob's
+// counts inside the one transaction that commits them with its checkpoint
+// (4 MiB) even when every hour a chunk can touch (its blob's hour
+// ± BlobHourMargin: 7) is at its bounds: 7 × (32 + 1 + 3×64 + 3×24 + 2×24)
+// KiB, with JSON's escaping, stays under 3 MiB. Successful requests get
+// the larger bound.
 const (
 	MaxKeysPerDim = 1000
 	OtherKey      = "~other"
+
+	maxDimBytesOK    = 64 << 10
+	maxDimBytesOther = 24 << 10
+	maxDimBytesOp    = 32 << 10
+	tripleOverhead   = 32 // {"d":…,"k":…,"n":…} around a key
 )
+
+func dimBytesBound(stored string) int {
+	switch dim, class := SplitDim(stored); {
+	case dim == DimOperation || dim == DimStatus:
+		return maxDimBytesOp
+	case class == ClassOK:
+		return maxDimBytesOK
+	}
+	return maxDimBytesOther
+}
 
 // Only returns the counts of the given hours (all when hours is nil),
 // sharing their maps: for writing, not for changing.
@@ -124,32 +211,49 @@ func (c *Counts) Add(t Tally) {
 		c.Hours[t.Key] = h
 	}
 	h.Total++
-	inc := func(dim, key string) {
-		if key == "" {
-			return
-		}
-		m := h.Dims[dim]
-		if m == nil {
-			m = map[string]int64{}
-			h.Dims[dim] = m
-		}
-		if _, seen := m[key]; !seen && len(m) >= MaxKeysPerDim {
-			key = OtherKey
-		}
-		m[key]++
+	h.inc(DimOperation, t.Op)
+	h.inc(DimStatus, strconv.Itoa(t.Status))
+	class := ClassOf(t.Status, t.Caller)
+	h.inc(DimCaller+class, t.Caller)
+	h.inc(DimIP+class, t.IP)
+	h.inc(DimObject+class, t.Object)
+}
+
+// inc counts key once in stored dimension dim, or under its class's other
+// key when dim is at its bounds.
+func (h *HourCounts) inc(dim, key string) {
+	if key == "" {
+		return
 	}
-	inc(DimOperation, t.Op)
-	inc(DimStatus, strconv.Itoa(t.Status))
-	inc(DimCaller, t.Caller)
-	inc(DimIP, t.IP)
-	inc(DimObject, t.Object)
+	m := h.Dims[dim]
+	if m == nil {
+		m = map[string]int64{}
+		h.Dims[dim] = m
+	}
+	if _, seen := m[key]; !seen {
+		if h.bytes == nil {
+			h.bytes = map[string]int{}
+		}
+		size := len(key) + tripleOverhead
+		if len(m) >= MaxKeysPerDim || h.bytes[dim]+size > dimBytesBound(dim) {
+			// Stored as OtherKey in every class (the dimension names the
+			// class); readers name it with OtherKeyOf.
+			key = OtherKey
+			if _, seen := m[key]; !seen {
+				h.bytes[dim] += len(key) + tripleOverhead
+			}
+		} else {
+			h.bytes[dim] += size
+		}
+	}
+	m[key]++
 }
 
 // Clone returns a deep copy.
 func (c *Counts) Clone() *Counts {
 	out := &Counts{Hours: map[HourKey]*HourCounts{}}
 	for k, h := range c.Hours {
-		nh := &HourCounts{Total: h.Total, Dims: map[string]map[string]int64{}}
+		nh := &HourCounts{Total: h.Total, Dims: map[string]map[string]int64{}, bytes: maps.Clone(h.bytes)}
 		for d, m := range h.Dims {
 			nm := make(map[string]int64, len(m))
 			for kk, v := range m {
@@ -325,6 +429,12 @@ func (c *Counts) AddRow(props map[string]any) error {
 			if m == nil {
 				m = map[string]int64{}
 				h.Dims[t.D] = m
+			}
+			if _, seen := m[t.K]; !seen {
+				if h.bytes == nil {
+					h.bytes = map[string]int{}
+				}
+				h.bytes[t.D] += len(t.K) + tripleOverhead
 			}
 			m[t.K] += t.N
 		}

@@ -170,7 +170,7 @@ func (t *Tables) Retry(ctx context.Context, log *slog.Logger, op func() error) e
 type WriteStats struct {
 	Entities     int64 // entities written
 	Transactions int64 // entity-group transactions submitted (singles included)
-	Rejected     int64 // entities the service refused even alone as invalid (skipped)
+	Rejected     int64 // entities the service refused even alone as invalid (the write then failed)
 }
 
 // Writer upserts rows in entity-group transactions: it groups entities by
@@ -340,14 +340,20 @@ func (w *Writer) fail(err error) {
 	}
 }
 
+// ErrRowRefused says storage refused a row as invalid even when written
+// alone (too large, a bad property). Rows are built to stay inside every
+// limit whatever was logged, so this is a bug or a limit we did not know;
+// either way the row is evidence: a Writer never skips it, and the ingest
+// that wrote it fails without moving its checkpoint (HAZARDS 12).
+var ErrRowRefused = errors.New("index: storage refused a row")
+
 // write submits one group. A transaction that fails is written again
-// entity by entity, so that one entity the service will never take
-// (azstore.ErrRejected: too large, an invalid property) costs that entity
-// alone, never its neighbours; each such entity is logged by its keys and
-// the service's error code. Any other failure fails the write: a missing
-// table is created again and the group rewritten (Tables.Retry), and what
-// remains (unreachable, throttled, access refused) is returned, so no row is
-// skipped for the storage's state.
+// entity by entity, so that the one entity the service will not take
+// (azstore.ErrRejected) is named by its keys and the service's error code,
+// in the log and in the error, which wraps ErrRowRefused. Any other
+// failure fails the write too: a missing table is created again and the
+// group rewritten (Tables.Retry), and what remains (unreachable,
+// throttled, access refused) is returned. No row is ever skipped.
 func (w *Writer) write(ctx context.Context, g *group) error {
 	return w.tables.Retry(ctx, w.log, func() error { return w.writeOnce(ctx, g) })
 }
@@ -381,13 +387,15 @@ func (w *Writer) writeOnce(ctx context.Context, g *group) error {
 			w.count(0, 0, 1)
 			var keys struct{ PartitionKey, RowKey string }
 			_ = json.Unmarshal(a.Entity, &keys)
-			w.log.Warn("index: row refused by storage as invalid, skipped",
+			w.log.Error("index: row refused by storage; the checkpoint stays before it",
 				slog.String("table", w.tables.Name(g.key.table)),
 				slog.String("partition", keys.PartitionKey),
 				slog.String("row", keys.RowKey),
 				slog.String("code", azstore.ErrorCode(err)),
 				slog.Int("bytes", len(a.Entity)),
 				slog.String("error", err.Error()))
+			return fmt.Errorf("%w: %s partition %q row %q (%d bytes, %s): %w", ErrRowRefused, w.tables.Name(g.key.table),
+				keys.PartitionKey, keys.RowKey, len(a.Entity), azstore.ErrorCode(err), err)
 		default:
 			return fmt.Errorf("index: write row to %s partition %q: %w", w.tables.Name(g.key.table), g.key.pk, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -61,9 +62,10 @@ func countRows(t *testing.T, tables *Tables) int {
 	return n
 }
 
-// Only a row the service refuses as invalid is skipped, named by its keys
-// and the error code; its neighbours in the transaction are written.
-func TestWriterRefusesOnlyInvalidRows(t *testing.T) {
+// A row the service refuses as invalid is never skipped: Flush fails with
+// ErrRowRefused naming its keys and the error code, and the log says the
+// same, so that no checkpoint moves past it (HAZARDS 12).
+func TestWriterFailsOnARefusedRow(t *testing.T) {
 	tables := testTables(t)
 	var logs bytes.Buffer
 	w := tables.NewWriter(slog.New(slog.NewJSONHandler(&logs, nil)), 2, 0)
@@ -77,20 +79,18 @@ func TestWriterRefusesOnlyInvalidRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
+	err := w.Flush(ctx)
+	if !errors.Is(err, ErrRowRefused) || !strings.Contains(err.Error(), `"r04"`) || !strings.Contains(err.Error(), "PropertyValueTooLarge") {
+		t.Fatalf("Flush: %v, want ErrRowRefused naming row r04 and the code", err)
 	}
-	if st := w.Stats(); st.Entities != 9 || st.Rejected != 1 {
-		t.Errorf("stats %+v, want 9 written, 1 refused", st)
+	if st := w.Stats(); st.Rejected != 1 {
+		t.Errorf("stats %+v, want 1 refused", st)
 	}
-	if n := countRows(t, tables); n != 9 {
-		t.Errorf("%d rows, want 9", n)
-	}
-	var rec struct{ Partition, Row, Code string }
+	var rec struct{ Level, Partition, Row, Code string }
 	if err := json.Unmarshal(bytes.TrimSpace(logs.Bytes()), &rec); err != nil {
 		t.Fatalf("want one log line for the refused row: %v\n%s", err, logs.String())
 	}
-	if rec.Partition != "p" || rec.Row != "r04" || rec.Code != "PropertyValueTooLarge" {
+	if rec.Level != "ERROR" || rec.Partition != "p" || rec.Row != "r04" || rec.Code != "PropertyValueTooLarge" {
 		t.Errorf("refused row logged as %+v", rec)
 	}
 }

@@ -417,9 +417,11 @@ func recordFailure(ctx context.Context, t *index.Tables, name string, info BlobI
 		return 0, err
 	}
 	client := t.Client(index.TableBlobs)
-	if !cp.exists {
-		cp.CreatedOn = info.CreatedOn
-	}
+	// A blob never checkpointed keeps no creation time here: a failure
+	// does not define its lineage. The trigger's metadata can be stale (a
+	// blob re-created since), and a lineage newer than the blob's would be
+	// refused by every later ingest as going back in time; the next
+	// ingest takes the lineage from the blob itself.
 	cp.Tries++
 	cp.LastError = cause.Error()
 	cp.BlobETag = info.ETag

@@ -255,7 +255,9 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 func (in *Ingester) reconcileLineage(cp *Checkpoint, created time.Time, length int64) (rebuild bool) {
 	reason := ""
 	switch {
-	case !cp.exists:
+	case !cp.exists, cp.Offset == 0 && cp.CreatedOn.IsZero():
+		// Nothing indexed yet (at most a failure recorded): the lineage is
+		// the blob's.
 		cp.CreatedOn = created
 		return false
 	case !cp.CreatedOn.Equal(created):

@@ -32,10 +32,13 @@ const (
 	// KindSlowRequests: requests that took more than SlowMs, by operation
 	// and vault.
 	KindSlowRequests = "slowRequests"
+	// KindAccessAnomaly: a day or hour far above its own baseline, per
+	// vault and per caller, from the per-hour counts (anomaly.go).
+	KindAccessAnomaly = "accessAnomaly"
 )
 
 // Kinds lists the detection kinds in the order findings are answered.
-var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests}
+var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests, KindAccessAnomaly}
 
 var (
 	massRetrievalOps = []string{"SecretGet", "KeyGet", "VaultGet"}
@@ -55,8 +58,9 @@ const (
 // which the service reads every row: at least one storage request, and
 // one more each time the service stops at 1,000 matching rows or 5 s of
 // its time ("Query timeout and pagination", Azure Table service REST
-// reference); each vault also costs a read of its counts. The vaults are
-// those ingest's registry holds, data in the window or not. 1,000 is 31 vaults over a 31-day
+// reference); each vault also costs a read of its counts (of the window,
+// and of the 14 days before for access anomalies). The vaults are those
+// ingest's registry holds, data in the window or not. 1,000 is 31 vaults over a 31-day
 // window, or 500 vaults over the last 24 hours; past it the request is
 // refused with a *ParamError before anything is read.
 const MaxDetectionVaultDays = 1000
@@ -84,6 +88,12 @@ type Finding struct {
 	ClientInfos   []Group `json:"clientInfos,omitempty"`
 	Operations    []Group `json:"operations,omitempty"`
 	Statuses      []Group `json:"statuses,omitempty"`
+	// ListsApproximate says a list above met more distinct values than
+	// it counts exactly (1000): its entries are then the most frequent,
+	// each count over by at most what the least frequent one had.
+	ListsApproximate bool `json:"listsApproximate,omitempty"`
+	// Anomaly is set on accessAnomaly findings (anomaly.go).
+	Anomaly *AnomalyDetail `json:"anomaly,omitempty"`
 }
 
 // Detections is the answer of a detections query.
@@ -150,13 +160,22 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 		vaults[dq.Vault] = true
 	}
 	callerDays := map[[2]string]int64{} // caller key, day → upper bound of its requests
+	// vault, day → successful requests of callers that an hour's counts
+	// could not name (index.MaxKeysPerDim distinct callers): a caller
+	// must not escape the detection by hiding among others.
+	unnamed := map[[2]string]int64{}
 	for _, c := range perVault {
 		for k, h := range c.Hours {
 			if dq.Vault != "" && k.Vault != dq.Vault {
 				continue
 			}
 			vaults[k.Vault] = true
-			for caller, n := range h.Dims[index.DimCaller] {
+			// Successful requests only: the class the detection counts.
+			for caller, n := range h.Dims[index.DimCaller+index.ClassOK] {
+				if caller == index.OtherKey {
+					unnamed[[2]string{k.Vault, k.Hour[:8]}] += n
+					continue
+				}
 				callerDays[[2]string{caller, k.Hour[:8]}] += n
 			}
 		}
@@ -167,6 +186,25 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	sort.Strings(d.Vaults)
 
 	budget := newRowBudget(q.maxScanRows(), "these detections")
+	var overflow [][2]string
+	for vd, n := range unnamed {
+		if n > int64(dq.Threshold) {
+			overflow = append(overflow, vd)
+		}
+	}
+	var cdMu sync.Mutex
+	err = q.parallel(ctx, len(overflow), func(ctx context.Context, i int) error {
+		named, err := q.successfulGetters(ctx, dq, overflow[i][0], overflow[i][1], budget)
+		cdMu.Lock()
+		defer cdMu.Unlock()
+		for caller, n := range named {
+			callerDays[[2]string{caller, overflow[i][1]}] += n
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	var candidates [][2]string
 	for cd, n := range callerDays {
 		if n > int64(dq.Threshold) && cd[0] != "-" {
@@ -204,6 +242,9 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	}
 	for kind, fs := range agg.findings() {
 		findings[kind] = append(findings[kind], fs...)
+	}
+	if err := q.anomalies(ctx, dq, d.Vaults, findings); err != nil {
+		return nil, err
 	}
 	for _, kind := range Kinds {
 		fs := findings[kind]
@@ -281,20 +322,19 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 		return nil, nil
 	}
 	p := newPlan(sel, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, w)
-	ps, err := q.dayEntries(ctx, p, day, budget)
 	g := newGrouping()
 	var r row
-	for i := range ps {
+	err = q.eachEntry(ctx, p, day, budget, func(e *index.Entry, rk string) {
 		// The partition holds every record naming this id, also as the
 		// appId of a user's request; the counts (and so the finding) are
 		// by the caller a record is counted under.
-		if ps[i].e.Caller != caller {
-			continue
+		if e.Caller != caller {
+			return
 		}
-		r.fromEntry(&ps[i].e)
-		t, _ := index.RowKeyTime(r.RowKey)
+		r.fromEntry(e)
+		t, _ := index.RowKeyTime(rk)
 		g.add(t, &r)
-	}
+	})
 	if err != nil || g.count <= int64(dq.Threshold) {
 		return nil, err
 	}
@@ -302,6 +342,32 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 	f.Caller, f.Day = caller, dayStart.Format(time.DateOnly)
 	f.Statuses = nil // all 2xx by construction
 	return &f, nil
+}
+
+// successfulGetters counts, by caller, the successful SecretGet, KeyGet
+// and VaultGet of vault on day (within the window), from its Events rows
+// (only those cross the network). It is read only for a day whose counts
+// could not name every caller.
+func (q *Querier) successfulGetters(ctx context.Context, dq *DetectionsQuery, vault, day string, budget *rowBudget) (map[string]int64, error) {
+	p := newPlan(Selector{Vault: vault}, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, dq.Window)
+	out := map[string]int64{}
+	var (
+		r row
+		d parse.Decoder
+	)
+	err := q.scan(ctx, listing{table: p.table, filter: p.partitionFilter(day, "")}, budget, func(e []byte) error {
+		if err := decodeRow(e, &r); err != nil {
+			return err
+		}
+		if err := r.full(&d); err != nil {
+			return err
+		}
+		if c := r.callerKey(); c != "-" {
+			out[index.CapValue(c)]++
+		}
+		return nil
+	})
+	return out, err
 }
 
 // kindsFilter keeps the rows of at least one event-scanned kind.
@@ -433,24 +499,25 @@ func tlsBelow12(v string) bool {
 	return mj < 1 || mj == 1 && mn < 2
 }
 
-// grouping accumulates the rows of one finding.
+// grouping accumulates the rows of one finding. Its lists are bounded
+// (topK): memory does not grow with what callers chose to log.
 type grouping struct {
 	count       int64
 	first, last time.Time
-	vaults      map[string]int64
-	objects     map[string]int64
-	ips         map[string]int64
-	clientInfos map[string]int64
-	operations  map[string]int64
-	statuses    map[string]int64
+	vaults      *topK
+	objects     *topK
+	ips         *topK
+	clientInfos *topK
+	operations  *topK
+	statuses    *topK
 	maxMs       float64
 	sumMs       float64
 	timed       int64
 }
 
 func newGrouping() *grouping {
-	return &grouping{vaults: map[string]int64{}, objects: map[string]int64{}, ips: map[string]int64{},
-		clientInfos: map[string]int64{}, operations: map[string]int64{}, statuses: map[string]int64{}}
+	return &grouping{vaults: newTopK(), objects: newTopK(), ips: newTopK(),
+		clientInfos: newTopK(), operations: newTopK(), statuses: newTopK()}
 }
 
 func (g *grouping) add(t time.Time, r *row) {
@@ -461,18 +528,16 @@ func (g *grouping) add(t time.Time, r *row) {
 	if t.After(g.last) {
 		g.last = t
 	}
-	inc := func(m map[string]int64, k string) {
-		if k != "" {
-			m[k]++
-		}
-	}
-	inc(g.vaults, r.Vault)
-	inc(g.objects, r.ObjectName)
-	inc(g.ips, r.CallerIPAddress)
-	inc(g.clientInfos, r.ClientInfo)
-	inc(g.operations, r.OperationName)
+	// Values from the Events row are whole; those of a posting entry are
+	// capped already. Capping both keeps a finding's lists alike either
+	// way and each key small.
+	g.vaults.add(index.CapValue(r.Vault))
+	g.objects.add(index.CapValue(r.ObjectName))
+	g.ips.add(index.CapValue(r.CallerIPAddress))
+	g.clientInfos.add(index.CapValue(r.ClientInfo))
+	g.operations.add(index.CapValue(r.OperationName))
 	if r.Status != 0 {
-		inc(g.statuses, strconv.Itoa(r.Status))
+		g.statuses.add(strconv.Itoa(r.Status))
 	}
 	if r.DurationMs != nil {
 		ms := float64(*r.DurationMs)
@@ -486,24 +551,11 @@ func (g *grouping) finding(kind string) Finding {
 	return Finding{
 		Kind: kind, Count: g.count,
 		First: parse.FormatTime(g.first), Last: parse.FormatTime(g.last),
-		Vaults: topGroups(g.vaults), Objects: topGroups(g.objects), IPs: topGroups(g.ips),
-		ClientInfos: topGroups(g.clientInfos), Operations: topGroups(g.operations), Statuses: topGroups(g.statuses),
+		Vaults: g.vaults.top(maxListEntries), Objects: g.objects.top(maxListEntries), IPs: g.ips.top(maxListEntries),
+		ClientInfos: g.clientInfos.top(maxListEntries), Operations: g.operations.top(maxListEntries), Statuses: g.statuses.top(maxListEntries),
+		ListsApproximate: g.vaults.approximate || g.objects.approximate || g.ips.approximate ||
+			g.clientInfos.approximate || g.operations.approximate || g.statuses.approximate,
 	}
-}
-
-func topGroups(m map[string]int64) []Group {
-	if len(m) == 0 {
-		return nil
-	}
-	gs := make([]Group, 0, len(m))
-	for k, n := range m {
-		gs = append(gs, Group{Key: k, Count: n})
-	}
-	sortGroups(gs)
-	if len(gs) > maxListEntries {
-		gs = gs[:maxListEntries]
-	}
-	return gs
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"errors"
-	"sort"
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
@@ -115,67 +114,69 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 }
 
 // eventsFromPostings is Events for a caller, object or IP: per day, the
-// key's matching entries, newest first, after the token's RowKey; the
-// page's Events rows are read by point reads, concurrently, and emitted in
-// order.
+// key's first matching entries after the token's RowKey, newest first
+// (dayPage: memory is the page, not the key's day); the page's Events rows
+// are read by point reads, concurrently, and emitted in order. While a
+// day's events are read, the next day's first page of postings is read
+// too: a page that needs more days waits for one read less each.
 //
 // The deadline bounds storage reads as in Events: a read still running when
 // it is spent is abandoned and the page ends with the continuation of where
-// that read began (nothing of it was emitted).
+// that read began (nothing of it was emitted). The posting entries one
+// request decodes are bounded by MaxLookupEntries.
 func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *plan, day int, after string, deadline time.Time,
 	emit func(*parse.Record) error, cont func(day int, after string) string) (string, error) {
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel() // ends a prefetch still running
 	spent := func() bool { return dctx.Err() != nil && ctx.Err() == nil }
-	// The next day's postings are read while this day's events are: a
-	// page that needs more days waits for one read less each.
+	budget := newRowBudget(q.maxLookupEntries(), "this lookup")
 	type dayRead struct {
 		day  int
 		ps   []posting
+		more bool
 		err  error
 		done chan struct{}
 	}
-	read := func(i int) *dayRead {
+	read := func(i int, after string, k int) *dayRead {
 		r := &dayRead{day: i, done: make(chan struct{})}
 		go func() {
 			defer close(r.done)
-			r.ps, r.err = q.dayEntries(dctx, p, p.days[i], nil)
+			r.ps, r.more, r.err = q.dayPage(dctx, p, p.days[i], after, k, budget)
 		}()
 		return r
 	}
-	var next *dayRead
 	var (
+		next    *dayRead
 		d       parse.Decoder
 		rec     parse.Record
 		emitted int
 	)
-	for pages := 0; day < len(p.days); pages++ {
-		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
+	for reads := 0; day < len(p.days); reads++ {
+		if reads >= q.maxPages() || reads > 0 && !time.Now().Before(deadline) {
 			return cont(day, after), nil
 		}
+		need := eq.Limit - emitted
 		cur := next
-		if cur == nil || cur.day != day {
-			cur = read(day)
+		if cur == nil || cur.day != day || after != "" {
+			cur = read(day, after, need)
 		}
 		next = nil
-		if day+1 < len(p.days) && pages+1 < q.maxPages() {
-			next = read(day + 1)
-		}
 		<-cur.done
-		ps, err := cur.ps, cur.err
+		ps, more, err := cur.ps, cur.more, cur.err
 		if err != nil && spent() {
 			return cont(day, after), nil
 		}
 		if err != nil {
 			return "", err
 		}
-		if after != "" {
-			ps = ps[sort.Search(len(ps), func(i int) bool { return ps[i].rk > after }):]
+		if len(ps) > need { // a prefetched page, read for a whole limit
+			ps, more = ps[:need], true
 		}
-		for len(ps) > 0 {
-			take := ps[:min(eq.Limit-emitted, len(ps))]
-			ps = ps[len(take):]
-			rows, err := q.fetchEvents(dctx, p.days[day], take)
+		if !more && day+1 < len(p.days) && reads+1 < q.maxPages() {
+			next = read(day+1, "", eq.Limit)
+		}
+		if len(ps) > 0 {
+			rows, err := q.fetchEvents(dctx, p.days[day], ps)
 			if err != nil && spent() {
 				return cont(day, after), nil
 			}
@@ -194,23 +195,17 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 				}
 				emitted++
 			}
-			after = take[len(take)-1].rk
-			if emitted < eq.Limit {
-				if len(ps) > 0 && !time.Now().Before(deadline) {
-					return cont(day, after), nil
-				}
-				continue
-			}
-			switch {
-			case len(ps) > 0:
-				return cont(day, after), nil
-			case day+1 < len(p.days):
-				return cont(day+1, ""), nil
-			default:
-				return "", nil
-			}
+			after = ps[len(ps)-1].rk
 		}
-		day, after = day+1, ""
+		if !more {
+			day, after = day+1, ""
+		}
+		if emitted >= eq.Limit {
+			if day < len(p.days) {
+				return cont(day, after), nil
+			}
+			return "", nil
+		}
 	}
 	return "", nil
 }

@@ -158,6 +158,8 @@ type DetectionsQuery struct {
 	Window
 	Threshold int     // mass retrieval: more than this many in a day
 	SlowMs    float64 // slow requests: durationMs above this
+	// Anomaly tunes the access-anomaly detection (zero: defaults).
+	Anomaly AnomalyParams
 }
 
 // params reads url.Values strictly: every name must be known and given at

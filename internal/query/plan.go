@@ -30,6 +30,8 @@ type plan struct {
 	days  []string // index.DayLayout, newest first
 	lo    string   // RowKey bounds of the window: lo <= RowKey < hi
 	hi    string
+	from  time.Time // the window
+	to    time.Time
 	// filter holds the server-side predicates of an Events read
 	// (operations, statuses), "" when none. Every literal in it comes from
 	// a validated parameter and is quoted by odataString.
@@ -56,6 +58,7 @@ func newPlan(sel Selector, f Filter, w Window) *plan {
 		p.filter = strings.Join(f.predicates(), " and ")
 	}
 	p.days = days(w)
+	p.from, p.to = w.From.UTC(), w.To.UTC()
 	p.lo, p.hi = index.RowKeyRange(w.From, w.To)
 	p.fingerprint = fingerprint("events", p.table, p.kind, p.key, strings.ToLower(sel.Vault), sel.IP,
 		strings.ToLower(sel.Object), strings.Join(f.predicates(), " and "))
@@ -103,19 +106,11 @@ func days(w Window) []string {
 	return out
 }
 
-// partitionFilter is the full filter of one day partition, resuming after
-// the RowKey after when it is not "" (Events only).
+// partitionFilter is the full filter of one day partition of the
+// vault's Events, resuming after the RowKey after when it is not "". (A
+// key's posting rows are read with postingFilter.)
 func (p *plan) partitionFilter(day, after string) string {
 	var b strings.Builder
-	if p.kind != "" {
-		b.WriteString("PartitionKey eq ")
-		b.WriteString(index.ODataString(p.kind + "|" + day))
-		b.WriteString(" and RowKey ge ")
-		b.WriteString(index.ODataString(p.key + "|"))
-		b.WriteString(" and RowKey lt ")
-		b.WriteString(index.ODataString(p.key + "}")) // '|' + 1
-		return b.String()
-	}
 	b.WriteString("PartitionKey eq ")
 	b.WriteString(index.ODataString(p.key + "|" + day))
 	b.WriteString(" and RowKey ge ")
@@ -153,10 +148,12 @@ func (p *plan) matchesEntry(e *index.Entry, rk string) bool {
 	if p.sel.Vault != "" && !strings.EqualFold(e.Vault, p.sel.Vault) {
 		return false
 	}
-	if p.sel.IP != "" && e.IP != p.sel.IP {
+	// An entry's values are capped (index.CapValue): so are the selectors
+	// they are compared with.
+	if p.sel.IP != "" && e.IP != index.CapValue(p.sel.IP) {
 		return false
 	}
-	if p.sel.Object != "" && !strings.EqualFold(e.Object, p.sel.Object) {
+	if p.sel.Object != "" && !strings.EqualFold(e.Object, index.CapValue(p.sel.Object)) {
 		return false
 	}
 	if len(p.f.Operations) > 0 && !slices.Contains(p.f.Operations, e.Op) {

@@ -39,6 +39,14 @@ type Querier struct {
 	// query reads (default 500 000); past it the query is refused with a
 	// *ParamError asking for a narrower window.
 	MaxScanRows int
+	// MaxLookupEntries bounds the posting entries one events request for a
+	// caller, IP or object decodes (default 2,000,000); past it the
+	// request is refused with a *ParamError asking for a narrower window.
+	// A page reads the key's newest hours first and stops as soon as no
+	// older hour can hold an entry it needs, so only a key with that many
+	// entries in the hours of one page meets it. Memory does not depend
+	// on it: a page keeps its own entries and one storage page.
+	MaxLookupEntries int
 	// Concurrency bounds the storage requests one stats or detections query
 	// has in flight (default 8).
 	Concurrency int
@@ -65,6 +73,13 @@ func (q *Querier) maxScanRows() int {
 		return 500_000
 	}
 	return q.MaxScanRows
+}
+
+func (q *Querier) maxLookupEntries() int {
+	if q.MaxLookupEntries <= 0 {
+		return 2_000_000
+	}
+	return q.MaxLookupEntries
 }
 
 func (q *Querier) concurrency() int {

@@ -99,24 +99,7 @@ func decodeRow(entity []byte, r *row) error {
 
 // recordBytes is R with its continuations.
 func (r *row) recordBytes() []byte {
-	return joinParts(r.R, r.R1, r.R2, r.R3, r.R4, r.R5, r.R6, r.R7, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15)
-}
-
-// joinParts is a binary column continued past 64 000 bytes (index writes
-// R, R1, R2 … and P, P1 …): first and its continuations up to the first
-// empty one. A column that fits one property is returned without a copy.
-func joinParts(first []byte, rest ...[]byte) []byte {
-	if len(rest) == 0 || len(rest[0]) == 0 {
-		return first
-	}
-	b := append([]byte(nil), first...)
-	for _, p := range rest {
-		if len(p) == 0 {
-			break
-		}
-		b = append(b, p...)
-	}
-	return b
+	return index.JoinParts(r.R, r.R1, r.R2, r.R3, r.R4, r.R5, r.R6, r.R7, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15)
 }
 
 // record fills rec with the record r holds (its R column): the record as

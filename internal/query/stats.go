@@ -219,9 +219,7 @@ func addHour(local map[string]int64, hour string, h *index.HourCounts, sq *Stats
 	default:
 		n = h.Total
 		if dim := countsDim(sq.By); dim != "" {
-			for k, c := range h.Dims[dim] {
-				local[k] += c
-			}
+			addDim(local, h, dim)
 		}
 	}
 	switch sq.By {
@@ -231,6 +229,21 @@ func addHour(local map[string]int64, hour string, h *index.HourCounts, sq *Stats
 		local[dayKey(hour)] += n
 	}
 	return n
+}
+
+// addDim adds h's counts of dim, summed over its request classes, to
+// local. Keys a class could not keep (index.MaxKeysPerDim and its byte
+// bound) are one group per class, index.OtherKeyOf(class).
+func addDim(local map[string]int64, h *index.HourCounts, dim string) {
+	for _, stored := range index.ClassDims(dim) {
+		_, class := index.SplitDim(stored)
+		for k, c := range h.Dims[stored] {
+			if k == index.OtherKey {
+				k = index.OtherKeyOf(class)
+			}
+			local[k] += c
+		}
+	}
 }
 
 func countsDim(by string) string {
@@ -286,9 +299,13 @@ func (q *Querier) readCounts(ctx context.Context, vk string, from, to time.Time,
 			l.sel = selectColumns("Vault", "Hour", "Total")
 		}
 		// A row's chunks C0… hold its triples sorted by dimension; a chunk
-		// without one of dim's is not decoded (an empty array stands in,
-		// so that AddRow still reads the chunks after it).
-		marker := `"d":` + strconv.Quote(dim)
+		// without one of dim's (in any request class) is not decoded (an
+		// empty array stands in, so that AddRow still reads the chunks
+		// after it).
+		var markers []string
+		for _, stored := range index.ClassDims(dim) {
+			markers = append(markers, `"d":`+strconv.Quote(stored))
+		}
 		parts[i] = &index.Counts{}
 		return q.scan(ctx, l, nil, func(e []byte) error {
 			var props map[string]any
@@ -300,7 +317,7 @@ func (q *Querier) readCounts(ctx context.Context, vk string, from, to time.Time,
 				if v == nil {
 					delete(props, k)
 				}
-				if c, ok := v.(string); ok && len(k) > 1 && k[0] == 'C' && k[1] >= '0' && k[1] <= '9' && !strings.Contains(c, marker) {
+				if c, ok := v.(string); ok && len(k) > 1 && k[0] == 'C' && k[1] >= '0' && k[1] <= '9' && !containsAny(c, markers) {
 					props[k] = "[]"
 				}
 			}
@@ -318,6 +335,15 @@ func (q *Querier) readCounts(ctx context.Context, vk string, from, to time.Time,
 		}
 	}
 	return counts, nil
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // countsFilter selects the counts rows (RowKey "a|…", checkpoints are "c|…")
@@ -339,19 +365,22 @@ func (q *Querier) statsFromRows(ctx context.Context, sel Selector, f Filter, w W
 	p := newPlan(sel, f, w)
 	if p.kind != "" {
 		return q.parallel(ctx, len(p.days), func(ctx context.Context, i int) error {
-			ps, err := q.dayEntries(ctx, p, p.days[i], budget)
-			if err != nil {
-				return err
-			}
 			local := map[string]int64{}
-			var r row
-			for j := range ps {
-				r.fromEntry(&ps[j].e)
+			var (
+				r row
+				n int64
+			)
+			err := q.eachEntry(ctx, p, p.days[i], budget, func(e *index.Entry, _ string) {
+				n++
+				r.fromEntry(e)
 				if k := rowKeyOf(&r, by); k != "" {
 					local[k]++
 				}
+			})
+			if err != nil {
+				return err
 			}
-			acc.merge(local, int64(len(ps)), int64(len(ps)))
+			acc.merge(local, n, n)
 			return nil
 		})
 	}

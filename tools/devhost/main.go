@@ -7,6 +7,7 @@
 //	devhost seed -file F [-appends N] [-keep-times]
 //	devhost poll -handler URL [-interval 5s] [-timer 10s] [-once]
 //	devhost append -vault NAME [-n 1]
+//	devhost receive [-addr 127.0.0.1:7072]   a local alert webhook (AlertWebhookSecret)
 //
 // The storage account comes from AuditLogsStorage, as for the handler.
 // It is a development tool: nothing in production depends on it.
@@ -65,6 +66,8 @@ func main() {
 		err = poll(ctx, cc, s.Logs.BlobURL, os.Args[2:])
 	case "append":
 		err = appendNow(ctx, cc, os.Args[2:])
+	case "receive":
+		err = receive(ctx, os.Args[2:]) // receive.go
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

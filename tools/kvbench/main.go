@@ -2,7 +2,7 @@
 // issue and prints one table of the figures and the machine they ran on.
 // `make bench` runs it from the module root.
 //
-//	kvbench [-quick] [-only parse,memory,ingest,query,start,cost] [flags]
+//	kvbench [-quick] [-only parse,memory,ingest,query,lookup,start,cost,alert] [flags]
 //	kvbench naive FILE      the parse baseline: encoding/json per line, map[string]any
 //	kvbench gen -mb N FILE  write N MB of generated audit records (JSON Lines)
 //
@@ -64,7 +64,7 @@ type options struct {
 	handlerBin    string
 }
 
-var measurements = []string{"parse", "memory", "ingest", "query", "start", "cost"}
+var measurements = []string{"parse", "memory", "ingest", "query", "lookup", "start", "cost", "alert"}
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("kvbench", flag.ContinueOnError)
@@ -233,7 +233,9 @@ func (b *bench) runAll(ctx context.Context) *report {
 		{"ingest", func(ctx context.Context, r *report) (err error) { ing, err = b.measureIngest(ctx, r); return err }},
 		{"memory", b.measureMemory},
 		{"query", b.measureQuery},
+		{"lookup", b.measureLookup},
 		{"cost", func(ctx context.Context, r *report) error { return b.measureCost(ctx, r, ing) }},
+		{"alert", b.measureAlerts},
 	}
 	for _, s := range steps {
 		if !b.o.only[s.name] {

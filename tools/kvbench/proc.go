@@ -73,7 +73,9 @@ var settingNames = []string{
 	config.SettingLogsStorage, config.SettingIndexStorage, config.SettingLogsContainer, config.SettingTablePrefix,
 	config.SettingIngestWriters, config.SettingQueryMaxDays, config.SettingAPIKey, config.SettingLogLevel,
 	config.SettingCustomPort, config.SettingCatchUpHours, config.SettingRetentionDays, config.SettingMaxBlobTries,
-	config.SettingCatchUpSchedule, config.SettingCatchUpBudget,
+	config.SettingCatchUpSchedule, config.SettingCatchUpBudget, config.SettingTriggerBudget,
+	config.SettingAlertTuning, config.SettingAlertWebhookURL, config.SettingAlertWebhookSecret, config.SettingAlertTeamsURL,
+	config.SettingAlertEventGridTopic, config.SettingAlertEventGridClient, config.SettingAlertPageURL,
 }
 
 // cleanEnv is kvbench's environment without the handler's settings.

@@ -212,17 +212,16 @@ func (e *Env) Postings(kind string) map[string]int {
 		if k != kind {
 			continue
 		}
-		payload, err := binaryColumn(r, index.PropPostings)
+		raw, err := json.Marshal(r)
 		if err != nil {
 			e.T.Fatal(err)
 		}
-		es, err := index.DecodePosting(nil, payload)
+		var pr index.PostingRow
+		es, err := index.DecodePostingRow(nil, raw, &pr)
 		if err != nil {
 			e.T.Fatal(err)
 		}
-		_, source, _ := index.PostingKey(r["RowKey"].(string))
 		for _, en := range es {
-			en.Source = source
 			out[en.EventPartition(day)+"/"+en.EventRowKey()]++
 		}
 	}
