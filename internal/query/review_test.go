@@ -8,6 +8,7 @@ package query
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,88 @@ func TestReviewFloodedHourHidesTheKeyEvenInANarrowWindow(t *testing.T) {
 	}
 	if len(got) != 1 {
 		t.Errorf("events?object=db-password over two seconds: %d events, want the insider's read", len(got))
+	}
+}
+
+// The mass-retrieval fallback reads a vault-day's gets from its events only
+// when the requests its counts could not name (~other) are over the
+// threshold by themselves; and a caller named in the counts is a
+// candidate only when its named requests are. A caller whose requests are
+// named in one hour and unnamed in another — here 20 named gets at 10:00,
+// then 10 more at 11:00, after 1,000 other callers filled that hour's
+// counts — has 30 successful gets, over the threshold of 25, and neither
+// its 20 nor the day's 10 unnamed requests reach it: no finding. (The
+// same holds across vaults: named in one, unnamed in another.)
+func TestReviewMassRetrievalSplitAcrossNamedAndOther(t *testing.T) {
+	e := newEnv(t)
+	day := time.Now().UTC().AddDate(0, 0, -1).Truncate(24 * time.Hour)
+	var evs []ev
+	for i := range 20 {
+		evs = append(evs, ev{t: day.Add(10*time.Hour + time.Duration(i)*time.Minute), oid: "exfil-oid", ip: "203.0.113.30", object: fmt.Sprintf("s-%02d", i)})
+	}
+	for i := range 1000 {
+		evs = append(evs, ev{t: day.Add(11*time.Hour + time.Duration(i)*time.Second), oid: fmt.Sprintf("app-%04d", i), ip: "10.0.0.5", object: "cfg"})
+	}
+	for i := range 10 {
+		evs = append(evs, ev{t: day.Add(11*time.Hour + 30*time.Minute + time.Duration(i)*time.Minute), oid: "exfil-oid", ip: "203.0.113.30", object: fmt.Sprintf("s-%02d", 20+i)})
+	}
+	e.load(0, evs)
+	window := "&from=" + day.Format(time.RFC3339) + "&to=" + day.AddDate(0, 0, 1).Format(time.RFC3339)
+	if st := e.stats("caller=exfil-oid&operation=SecretGet&status=2xx" + window); st.Total != 30 {
+		t.Fatalf("stats?caller=exfil-oid: %d, want 30", st.Total)
+	}
+	found := false
+	for _, f := range findingsOf(e.detections("vault=vault1&threshold=25"+window), KindMassRetrieval) {
+		if f.Caller == "exfil-oid" {
+			found = true
+			if f.Count != 30 {
+				t.Errorf("mass retrieval counts %d, want 30", f.Count)
+			}
+		}
+	}
+	if !found {
+		t.Error("no mass-retrieval finding for a caller with 30 successful gets (threshold 25)")
+	}
+}
+
+// Mass retrieval reads each candidate's postings of the day whole — its
+// failed requests too, which it then filters out — and charges them to
+// the budget the whole detections request shares (MaxScanRows, 500,000).
+// A caller who reads secrets over the threshold and adds, the same day,
+// that many failed requests under its own identity (6 a second for a day;
+// a 404 for a secret that does not exist costs nothing, and is in no
+// event-scanned kind) makes every detections request over that day a 400:
+// its own finding is gone, and every other kind's (a secret deleted by
+// someone else) with it; narrowing the window only helps once it leaves
+// the caller below the threshold. (A busy application reading secrets
+// that often, legitimately, does the same without trying.) Scaled down:
+// MaxScanRows 1,000, 1,200 failed requests.
+func TestReviewFailedFloodOfACandidateFailsEveryDetection(t *testing.T) {
+	e := newEnv(t)
+	day := time.Now().UTC().AddDate(0, 0, -1).Truncate(24 * time.Hour)
+	var evs []ev
+	for i := range 30 {
+		evs = append(evs, ev{t: day.Add(9*time.Hour + time.Duration(i)*time.Minute), oid: "exfil-oid", ip: "203.0.113.40", object: fmt.Sprintf("s-%02d", i)})
+	}
+	for i := range 1200 {
+		evs = append(evs, ev{t: day.Add(10*time.Hour + time.Duration(i)*time.Second), status: 404, oid: "exfil-oid", ip: "203.0.113.40", object: "no-such-secret"})
+	}
+	evs = append(evs, ev{t: day.Add(12 * time.Hour), op: "SecretDelete", oid: "admin-oid", ip: "10.0.0.1", object: "old"})
+	e.load(0, evs)
+	e.q.MaxScanRows = 1000
+	window := "&from=" + day.Format(time.RFC3339) + "&to=" + day.AddDate(0, 0, 1).Format(time.RFC3339)
+	dq, err := ParseDetections(mustValues(t, "vault=vault1&threshold=25"+window), time.Now(), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.q.Detections(context.Background(), dq)
+	if err != nil {
+		t.Fatalf("detections over a day with 30 gets and 1,200 failed requests of one caller: %v", err)
+	}
+	if fs := findingsOf(d, KindMassRetrieval); len(fs) != 1 || fs[0].Count != 30 {
+		t.Errorf("mass retrieval: %+v", fs)
+	}
+	if fs := findingsOf(d, KindSensitiveOperation); len(fs) != 1 {
+		t.Errorf("sensitive operations: %+v", fs)
 	}
 }
