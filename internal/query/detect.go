@@ -184,9 +184,16 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	if err != nil {
 		return nil, err
 	}
+	// A caller named in some hours' counts may also be among the unnamed
+	// of others (of that day, in any vault): its requests are at most its
+	// named ones and all the unnamed ones.
+	unnamedDay := map[string]int64{}
+	for vd, n := range unnamed {
+		unnamedDay[vd[1]] += n
+	}
 	var candidates [][2]string
 	for cd, n := range callerDays {
-		if n > int64(dq.Threshold) && cd[0] != "-" {
+		if n+unnamedDay[cd[1]] > int64(dq.Threshold) && cd[0] != "-" {
 			candidates = append(candidates, cd)
 		}
 	}
