@@ -166,8 +166,11 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 
 	budget := newRowBudget(q.maxScanRows(), "these detections")
 	var overflow [][2]string
+	// Any unnamed request of a vault-day, not only more than the
+	// threshold of them: a caller named in some hours' counts and unnamed
+	// in others passes the threshold with neither part alone.
 	for vd, n := range unnamed {
-		if n > int64(dq.Threshold) {
+		if n > 0 {
 			overflow = append(overflow, vd)
 		}
 	}
@@ -184,16 +187,9 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	if err != nil {
 		return nil, err
 	}
-	// A caller named in some hours' counts may also be among the unnamed
-	// of others (of that day, in any vault): its requests are at most its
-	// named ones and all the unnamed ones.
-	unnamedDay := map[string]int64{}
-	for vd, n := range unnamed {
-		unnamedDay[vd[1]] += n
-	}
 	var candidates [][2]string
 	for cd, n := range callerDays {
-		if n+unnamedDay[cd[1]] > int64(dq.Threshold) && cd[0] != "-" {
+		if n > int64(dq.Threshold) && cd[0] != "-" {
 			candidates = append(candidates, cd)
 		}
 	}
