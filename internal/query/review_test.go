@@ -419,8 +419,9 @@ func TestReviewPostingFilterEveryHourSpan(t *testing.T) {
 // Checked and sound: dayPage, paged from the start of a day to its end
 // with random page sizes, returns exactly the matching entries of the
 // window, newest first, each once — over rows of every hour, rows without
-// an hour holding entries of any hour (an older kvaudit's), a chunk
-// written twice by writers that cut it differently, entries on the very
+// an hour holding entries of any hour (an older kvaudit's, alone or with
+// the same chunk's rows by hour), a chunk written twice by writers that
+// cut it differently, entries on the very
 // edges of hours, windows not on the hour, and a status filter.
 func TestReviewDayPageAgainstAnOracle(t *testing.T) {
 	e := newEnv(t)
@@ -464,6 +465,8 @@ func TestReviewDayPageAgainstAnOracle(t *testing.T) {
 			rk = fmt.Sprintf("k|%s|%012x", src, chunk)
 		case 1: // and a second writer's, chunks cut elsewhere
 			add(fmt.Sprintf("%s%s|%012x", index.PostingHourPrefix("k", tm.Hour()), src, en.Offset/30000*30000), en)
+		case 2: // and an older kvaudit's, the same chunk
+			add(fmt.Sprintf("k|%s|%012x", src, chunk), en)
 		}
 		add(rk, en)
 	}
@@ -516,6 +519,19 @@ func TestReviewDayPageAgainstAnOracle(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("trial %d [%s, %s) %v: %d entries, want %d", trial, from, to, f, len(got), len(want))
+		}
+		// And eachEntry (stats, mass retrieval) sees each once.
+		seen := map[string]int{}
+		if err := e.q.eachEntry(context.Background(), p, day.Format(index.DayLayout), nil, func(_ *index.Entry, rk string) { seen[rk]++ }); err != nil {
+			t.Fatal(err)
+		}
+		for rk, n := range seen {
+			if n != 1 {
+				t.Fatalf("trial %d: eachEntry gave %s %d times", trial, rk, n)
+			}
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("trial %d: eachEntry gave %d entries, want %d", trial, len(seen), len(want))
 		}
 	}
 }
