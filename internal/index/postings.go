@@ -374,9 +374,11 @@ func DecodePosting(dst []Entry, b []byte, want int) ([]Entry, error) {
 		return v
 	}
 	// Every string takes at least its length byte: a count above what is
-	// left is a lie.
+	// left is a lie. And every string is one an entry names (at most 6 an
+	// entry): a table of more, empty strings say, would cost 16 bytes of
+	// header for each byte of the row.
 	nstr := next()
-	if p == nil || nstr > uint64(len(p)) {
+	if p == nil || nstr > uint64(len(p)) || nstr > 6*maxEntriesPerRow || want >= 0 && nstr > 6*uint64(want) {
 		return dst, errCorruptPosting
 	}
 	strs := make([]string, 1, nstr+1)

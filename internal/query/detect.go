@@ -187,8 +187,11 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 
 	budget := newRowBudget(q.maxScanRows(), "these detections")
 	var overflow [][2]string
+	// Any unnamed request of a vault-day, not only more than the
+	// threshold of them: a caller named in some hours' counts and unnamed
+	// in others passes the threshold with neither part alone.
 	for vd, n := range unnamed {
-		if n > int64(dq.Threshold) {
+		if n > 0 {
 			overflow = append(overflow, vd)
 		}
 	}

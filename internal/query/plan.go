@@ -149,8 +149,10 @@ func (p *plan) matchesEntry(e *index.Entry, rk string) bool {
 		return false
 	}
 	// An entry's values are capped (index.CapValue): so are the selectors
-	// they are compared with.
-	if p.sel.IP != "" && e.IP != index.CapValue(p.sel.IP) {
+	// they are compared with. An IP is compared as its key is: without
+	// case (an IPv6 address may be logged in capitals; the selector is
+	// canonical, lower case).
+	if p.sel.IP != "" && !strings.EqualFold(e.IP, index.CapValue(p.sel.IP)) {
 		return false
 	}
 	if p.sel.Object != "" && !strings.EqualFold(e.Object, index.CapValue(p.sel.Object)) {

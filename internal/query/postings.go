@@ -133,6 +133,11 @@ func (q *Querier) eachEntry(ctx context.Context, p *plan, day string, budget *ro
 			source string
 		}
 		seen = map[int64]struct{}{}
+		// A chunk written both before rows carried their hour (an older
+		// kvaudit) and after is in a row without an hour, which sorts
+		// first, and in rows with one: the entries of the former are kept
+		// to be told apart from the latter.
+		legacy = map[lineageOffset]struct{}{}
 	)
 	group.hour = -2
 	return q.scanPostings(ctx, p, day, first, last, budget, nil, func(rk index.PostingRK, es []index.Entry) {
@@ -151,12 +156,24 @@ func (q *Querier) eachEntry(ctx context.Context, p *plan, day string, budget *ro
 				continue
 			}
 			seen[es[i].Offset] = struct{}{}
+			lk := lineageOffset{rk.Source, es[i].Offset}
+			if rk.Hour < 0 {
+				legacy[lk] = struct{}{}
+			} else if _, dup := legacy[lk]; dup {
+				continue
+			}
 			erk := es[i].EventRowKey()
 			if p.matchesEntry(&es[i], erk) {
 				fn(&es[i], erk)
 			}
 		}
 	})
+}
+
+// lineageOffset names a record: its blob lineage and byte offset.
+type lineageOffset struct {
+	source string
+	offset int64
 }
 
 // pageHeap keeps the k+1 newest postings offered (the smallest Events
