@@ -48,11 +48,11 @@ func newPlan(sel Selector, f Filter, w Window) *plan {
 	p := &plan{sel: sel, f: f}
 	switch {
 	case sel.Caller != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindCaller, index.EncodeKeyPart(sel.Caller)
+		p.table, p.kind, p.key = index.TablePostings, index.KindCaller, index.PostingKeyPart(sel.Caller)
 	case sel.Object != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindObject, index.EncodeKeyPart(sel.Object)
+		p.table, p.kind, p.key = index.TablePostings, index.KindObject, index.PostingKeyPart(sel.Object)
 	case sel.IP != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindIP, index.EncodeKeyPart(sel.IP)
+		p.table, p.kind, p.key = index.TablePostings, index.KindIP, index.PostingKeyPart(sel.IP)
 	default:
 		p.table, p.key = index.TableEvents, index.EncodeKeyPart(sel.Vault)
 		p.filter = strings.Join(f.predicates(), " and ")
