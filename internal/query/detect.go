@@ -1,6 +1,7 @@
 package query
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"sort"
@@ -88,6 +89,9 @@ type Finding struct {
 	ClientInfos   []Group `json:"clientInfos,omitempty"`
 	Operations    []Group `json:"operations,omitempty"`
 	Statuses      []Group `json:"statuses,omitempty"`
+	// Partial says Count is a lower bound: the caller's postings of that
+	// day hold more entries than one request reads (mass retrieval).
+	Partial bool `json:"partial,omitempty"`
 	// ListsApproximate says a list above met more distinct values than
 	// it counts exactly (1000): its entries are then the most frequent,
 	// each count over by at most what the least frequent one had.
@@ -187,8 +191,11 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 
 	budget := newRowBudget(q.maxScanRows(), "these detections")
 	var overflow [][2]string
+	// Any unnamed request of a vault-day, not only more than the
+	// threshold of them: a caller named in some hours' counts and unnamed
+	// in others passes the threshold with neither part alone.
 	for vd, n := range unnamed {
-		if n > int64(dq.Threshold) {
+		if n > 0 {
 			overflow = append(overflow, vd)
 		}
 	}
@@ -218,8 +225,14 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 		mu       sync.Mutex
 		findings = map[string][]Finding{}
 	)
-	err = q.parallel(ctx, len(candidates), func(ctx context.Context, i int) error {
-		f, err := q.massRetrieval(ctx, dq, candidates[i][0], candidates[i][1], budget)
+	// A candidate's postings of a day are read against a budget of its
+	// own (and a larger one for them all), so that one caller whose day
+	// holds more entries than a request reads (failed requests, other
+	// operations) costs its own finding an events read, not everyone's
+	// answer.
+	postings := newRowBudget(4*q.maxScanRows(), "these detections")
+	err = q.parallelN(ctx, len(candidates), postingConcurrency, func(ctx context.Context, i int) error {
+		f, err := q.massRetrieval(ctx, dq, d.Vaults, candidates[i][0], candidates[i][1], postings, budget)
 		if err != nil || f == nil {
 			return err
 		}
@@ -311,7 +324,7 @@ func (q *Querier) listVaults(ctx context.Context) ([]string, error) {
 
 // massRetrieval counts the caller's successful gets on day (within the
 // window) and returns a finding when they pass the threshold, else nil.
-func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller, day string, budget *rowBudget) (*Finding, error) {
+func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, vaults []string, caller, day string, postings, events *rowBudget) (*Finding, error) {
 	sel := Selector{Caller: caller, Vault: dq.Vault}
 	dayStart, err := time.Parse(index.DayLayout, day)
 	if err != nil {
@@ -324,7 +337,8 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 	p := newPlan(sel, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, w)
 	g := newGrouping()
 	var r row
-	err = q.eachEntry(ctx, p, day, budget, func(e *index.Entry, rk string) {
+	own := postings.sub(q.maxScanRows(), "these detections")
+	err = q.eachEntry(ctx, p, day, own, func(e *index.Entry, rk string) {
 		// The partition holds every record naming this id, also as the
 		// appId of a user's request; the counts (and so the finding) are
 		// by the caller a record is counted under.
@@ -335,11 +349,36 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 		t, _ := index.RowKeyTime(rk)
 		g.add(t, &r)
 	})
+	partial := false
+	if err != nil && own.spent() && !postings.spent() {
+		// More entries than one caller's read may take: what was counted
+		// is a lower bound. Past the threshold already, that is the
+		// finding; else the service counts the caller's successful gets
+		// from the events, where it filters them.
+		err, partial = nil, true
+		if g.count <= int64(dq.Threshold) {
+			g, partial = newGrouping(), false
+			if dq.Vault != "" {
+				vaults = []string{dq.Vault}
+			}
+			for _, v := range vaults {
+				err = q.successfulGets(ctx, dq, v, day, events, func(r *row) {
+					if index.CapValue(r.callerKey()) == caller {
+						t, _ := index.RowKeyTime(r.RowKey)
+						g.add(t, r)
+					}
+				})
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
 	if err != nil || g.count <= int64(dq.Threshold) {
 		return nil, err
 	}
 	f := g.finding(KindMassRetrieval)
-	f.Caller, f.Day = caller, dayStart.Format(time.DateOnly)
+	f.Caller, f.Day, f.Partial = caller, dayStart.Format(time.DateOnly), partial
 	f.Statuses = nil // all 2xx by construction
 	return &f, nil
 }
@@ -349,25 +388,34 @@ func (q *Querier) massRetrieval(ctx context.Context, dq *DetectionsQuery, caller
 // (only those cross the network). It is read only for a day whose counts
 // could not name every caller.
 func (q *Querier) successfulGetters(ctx context.Context, dq *DetectionsQuery, vault, day string, budget *rowBudget) (map[string]int64, error) {
-	p := newPlan(Selector{Vault: vault}, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, dq.Window)
 	out := map[string]int64{}
+	err := q.successfulGets(ctx, dq, vault, day, budget, func(r *row) {
+		if c := r.callerKey(); c != "-" {
+			out[index.CapValue(c)]++
+		}
+	})
+	return out, err
+}
+
+// successfulGets calls fn with each successful SecretGet, KeyGet and
+// VaultGet of vault on day (within the window), read from its Events rows
+// with a server-side filter (only those cross the network), decoded.
+func (q *Querier) successfulGets(ctx context.Context, dq *DetectionsQuery, vault, day string, budget *rowBudget, fn func(r *row)) error {
+	p := newPlan(Selector{Vault: vault}, Filter{Operations: massRetrievalOps, Statuses: []StatusMatch{{200, 299}}}, dq.Window)
 	var (
 		r row
 		d parse.Decoder
 	)
-	err := q.scan(ctx, listing{table: p.table, filter: p.partitionFilter(day, "")}, budget, func(e []byte) error {
+	return q.scan(ctx, listing{table: p.table, filter: p.partitionFilter(day, "")}, budget, func(e []byte) error {
 		if err := decodeRow(e, &r); err != nil {
 			return err
 		}
 		if err := r.full(&d); err != nil {
 			return err
 		}
-		if c := r.callerKey(); c != "-" {
-			out[index.CapValue(c)]++
-		}
+		fn(&r)
 		return nil
 	})
-	return out, err
 }
 
 // kindsFilter keeps the rows of at least one event-scanned kind.
@@ -406,26 +454,40 @@ func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault
 // eventAggregates groups the rows of the event-scanned kinds; safe for
 // concurrent use.
 type eventAggregates struct {
-	mu     sync.Mutex
-	groups map[[6]string]*grouping // kind and its key fields
+	mu      sync.Mutex
+	buckets map[aggBucket]*boundedGroups
 }
 
+// aggBucket is a kind, and for the kinds keyed by caller whether the
+// caller is anonymous ("-"): unauthenticated requests, which anyone can
+// send from any number of addresses, are counted apart, so they cannot
+// crowd out the findings of identified callers.
+type aggBucket struct {
+	kind      string
+	anonymous bool
+}
+
+// maxGroupsPerBucket bounds the findings one kind keeps while reading
+// (each a grouping of a few hundred bytes): twice what an answer lists.
+const maxGroupsPerBucket = 2 * maxFindingsPerKind
+
 func newEventAggregates() *eventAggregates {
-	return &eventAggregates{groups: map[[6]string]*grouping{}}
+	return &eventAggregates{buckets: map[aggBucket]*boundedGroups{}}
 }
 
 func (a *eventAggregates) add(r *row, slowMs float64) {
 	t, _ := index.RowKeyTime(r.RowKey)
-	caller := r.callerKey()
+	caller := index.CapValue(r.callerKey())
+	ip, obj := index.CapValue(r.CallerIPAddress), index.CapValue(r.ObjectName)
 	var keys [][6]string
 	if isSensitive(r.OperationName) && r.Status >= 200 && r.Status <= 299 {
-		keys = append(keys, [6]string{KindSensitiveOperation, r.Vault, r.OperationName, caller, r.CallerIPAddress, r.ObjectName})
+		keys = append(keys, [6]string{KindSensitiveOperation, r.Vault, r.OperationName, caller, ip, obj})
 	}
 	if (r.Status == 401 || r.Status == 403) && !(r.OperationName == "Authentication" && r.Status == 401) {
-		keys = append(keys, [6]string{KindRefusedAccess, caller, r.CallerIPAddress})
+		keys = append(keys, [6]string{KindRefusedAccess, caller, ip})
 	}
 	if tlsBelow12(r.TLSVersion) {
-		keys = append(keys, [6]string{KindOldTLS, r.Vault, r.TLSVersion, caller, r.CallerIPAddress})
+		keys = append(keys, [6]string{KindOldTLS, r.Vault, index.CapValue(r.TLSVersion), caller, ip})
 	}
 	if r.DurationMs != nil && float64(*r.DurationMs) > slowMs {
 		keys = append(keys, [6]string{KindSlowRequests, r.OperationName, r.Vault})
@@ -433,40 +495,104 @@ func (a *eventAggregates) add(r *row, slowMs float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, k := range keys {
-		g := a.groups[k]
-		if g == nil {
-			g = newGrouping()
-			a.groups[k] = g
+		b := aggBucket{kind: k[0], anonymous: k[0] != KindSlowRequests && caller == "-"}
+		bg := a.buckets[b]
+		if bg == nil {
+			bg = newBoundedGroups(maxGroupsPerBucket)
+			a.buckets[b] = bg
 		}
-		g.add(t, r)
+		bg.add(k, t, r)
 	}
+}
+
+// boundedGroups keeps at most cap groupings by key, by the Space-Saving
+// rule (see topK): past cap, a new key takes the place of the least
+// counted grouping, starting from its count. Every key with more than
+// 1/cap of the rows offered is kept, and a kept count is over by at most
+// the count it replaced (approximate then says so). Memory is cap
+// groupings, whatever the distinct keys — the (caller, IP) pairs of
+// refused requests are the refused people's to choose.
+type boundedGroups struct {
+	cap         int
+	byKey       map[[6]string]*keyedGroup
+	h           groupHeap
+	approximate bool
+}
+
+type keyedGroup struct {
+	key [6]string
+	g   *grouping
+	i   int
+}
+
+type groupHeap []*keyedGroup
+
+func (h groupHeap) Len() int           { return len(h) }
+func (h groupHeap) Less(i, j int) bool { return h[i].g.count < h[j].g.count }
+func (h groupHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].i, h[j].i = i, j }
+func (h *groupHeap) Push(x any)        { e := x.(*keyedGroup); e.i = len(*h); *h = append(*h, e) }
+func (h *groupHeap) Pop() any          { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
+
+func newBoundedGroups(n int) *boundedGroups {
+	return &boundedGroups{cap: n, byKey: map[[6]string]*keyedGroup{}}
+}
+
+func (b *boundedGroups) add(k [6]string, t time.Time, r *row) {
+	e := b.byKey[k]
+	switch {
+	case e != nil:
+	case len(b.h) < b.cap:
+		e = &keyedGroup{key: k, g: newGrouping()}
+		b.byKey[k] = e
+		heap.Push(&b.h, e)
+	default:
+		e = b.h[0]
+		delete(b.byKey, e.key)
+		replaced := e.g.count
+		e.key, e.g = k, newGrouping()
+		e.g.count = replaced
+		b.byKey[k] = e
+		b.approximate = true
+	}
+	e.g.add(t, r)
+	heap.Fix(&b.h, e.i)
 }
 
 func (a *eventAggregates) findings() map[string][]Finding {
 	out := map[string][]Finding{}
-	for k, g := range a.groups {
-		f := g.finding(k[0])
-		switch k[0] {
-		case KindSensitiveOperation:
-			f.Vault, f.Operation, f.Caller, f.IP, f.Object = k[1], k[2], k[3], k[4], k[5]
-			f.Vaults, f.Operations, f.Objects, f.IPs = nil, nil, nil, nil
-		case KindRefusedAccess:
-			f.Caller, f.IP = k[1], k[2]
-			f.IPs = nil
-		case KindOldTLS:
-			f.Vault, f.TLSVersion, f.Caller, f.IP = k[1], k[2], k[3], k[4]
-			f.Vaults, f.IPs, f.Statuses = nil, nil, nil
-		case KindSlowRequests:
-			f.Operation, f.Vault = k[1], k[2]
-			f.Operations, f.Vaults = nil, nil
-			f.MaxDurationMs = g.maxMs
-			if g.timed > 0 {
-				f.AvgDurationMs = float64(int64(g.sumMs/float64(g.timed)*10+0.5)) / 10
-			}
+	for _, bg := range a.buckets {
+		for _, e := range bg.h {
+			k, g := e.key, e.g
+			f := g.finding(k[0])
+			f.ListsApproximate = f.ListsApproximate || bg.approximate
+			out[k[0]] = append(out[k[0]], f.withKey(k, g))
 		}
-		out[k[0]] = append(out[k[0]], f)
 	}
 	return out
+}
+
+// withKey sets the fields of a finding of the event-scanned kinds from its
+// key, and drops the lists the key makes redundant.
+func (f Finding) withKey(k [6]string, g *grouping) Finding {
+	switch k[0] {
+	case KindSensitiveOperation:
+		f.Vault, f.Operation, f.Caller, f.IP, f.Object = k[1], k[2], k[3], k[4], k[5]
+		f.Vaults, f.Operations, f.Objects, f.IPs = nil, nil, nil, nil
+	case KindRefusedAccess:
+		f.Caller, f.IP = k[1], k[2]
+		f.IPs = nil
+	case KindOldTLS:
+		f.Vault, f.TLSVersion, f.Caller, f.IP = k[1], k[2], k[3], k[4]
+		f.Vaults, f.IPs, f.Statuses = nil, nil, nil
+	case KindSlowRequests:
+		f.Operation, f.Vault = k[1], k[2]
+		f.Operations, f.Vaults = nil, nil
+		f.MaxDurationMs = g.maxMs
+		if g.timed > 0 {
+			f.AvgDurationMs = float64(int64(g.sumMs/float64(g.timed)*10+0.5)) / 10
+		}
+	}
+	return f
 }
 
 func isSensitive(op string) bool {
@@ -504,21 +630,18 @@ func tlsBelow12(v string) bool {
 type grouping struct {
 	count       int64
 	first, last time.Time
-	vaults      *topK
-	objects     *topK
-	ips         *topK
-	clientInfos *topK
-	operations  *topK
-	statuses    *topK
+	vaults      topK
+	objects     topK
+	ips         topK
+	clientInfos topK
+	operations  topK
+	statuses    topK
 	maxMs       float64
 	sumMs       float64
 	timed       int64
 }
 
-func newGrouping() *grouping {
-	return &grouping{vaults: newTopK(), objects: newTopK(), ips: newTopK(),
-		clientInfos: newTopK(), operations: newTopK(), statuses: newTopK()}
-}
+func newGrouping() *grouping { return &grouping{} }
 
 func (g *grouping) add(t time.Time, r *row) {
 	g.count++
