@@ -45,6 +45,7 @@ const (
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
 	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
+	SettingTryTimeout      = "StorageTryTimeoutSeconds"
 
 	// Alerts (internal/alert). The URLs and the secret may be Key Vault
 	// references in app settings: the platform resolves them before the
@@ -102,7 +103,7 @@ func Names() []string {
 		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
-		SettingTriggerBudget,
+		SettingTriggerBudget, SettingTryTimeout,
 		SettingAlertTuning, SettingAlertWebhookURL, SettingAlertWebhookSecret, SettingAlertTeamsURL,
 		SettingAlertEventGridTopic, SettingAlertEventGridClient, SettingAlertPageURL, SettingWebsiteHostname,
 	}
@@ -179,6 +180,11 @@ type Settings struct {
 	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
 	StartedAt         time.Time     // when the settings were read
 	RequestTimeout    time.Duration // per storage call, default 30 s
+
+	// TryTimeout is how long one try of a storage request may take, its
+	// response body included, before the client gives it up and tries
+	// again (azcore's policy.RetryOptions.TryTimeout), default 60 s.
+	TryTimeout time.Duration
 
 	Alerts AlertSettings
 }
@@ -290,6 +296,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		CatchUpSchedule:   "0 */2 * * * *",
 		CatchUpBudget:     4 * time.Minute,
 		BlobTriggerBudget: 5 * time.Minute,
+		TryTimeout:        time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
@@ -297,6 +304,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	var errs []error
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
 	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
+	trySeconds := int(s.TryTimeout / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -335,6 +343,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
 		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
 		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
+		{SettingTryTimeout, &trySeconds, 1, 600},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -350,6 +359,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	}
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
 	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
+	s.TryTimeout = time.Duration(trySeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
 		if err := checkSchedule(v); err != nil { // schedule.go
 			errs = append(errs, fmt.Errorf("%s=%q: %w; want a six-field NCRONTAB expression (second minute hour day month day-of-week, as 0 */2 * * * *) or a TimeSpan (00:05:00, 1.00:00:00)", SettingCatchUpSchedule, v, err))
