@@ -278,3 +278,187 @@ func BenchmarkEvaluationCost(b *testing.B) {
 		})
 	}
 }
+
+// hourly is a quiet day: 10 gets in each hour, each hour's by its own
+// caller (no mass retrieval), and alice deleting a secret at 02:10.
+func hourly(vault string) []rec {
+	var rs []rec
+	for h := 0; h < 24; h++ {
+		for i := 0; i < 10; i++ {
+			rs = append(rs, rec{at: time.Duration(h)*time.Hour + time.Duration(i)*time.Minute, vault: vault, oid: fmt.Sprintf("app%d-oid", h), object: "cfg"})
+		}
+	}
+	return append(rs, rec{at: 2*time.Hour + 10*time.Minute, vault: vault, op: "SecretDelete", oid: "alice-oid", object: "old"})
+}
+
+// An evaluation after a record appended to one hour reads that hour's
+// Events rows only; a late record appended to an earlier hour still
+// alerts, once; a finding alerted already is not alerted again from a
+// later hour; a day recorded without hourly totals is read whole.
+func TestEvaluationReadsChangedHours(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, nil)
+	e.load(0, hourly("av1")...)
+	eng, ct := e.countedEngine(allKinds, webhook(t, r))
+	ctx := context.Background()
+	evaluate := func(what string, alerts int) evalCost {
+		t.Helper()
+		ct.reset()
+		rep := eng.Evaluate(ctx, []VaultDay{day})
+		if len(rep.Errors) > 0 || rep.Evaluated != 1 || rep.Alerts != alerts || rep.Delivered != alerts {
+			t.Fatalf("%s: %+v, want %d alerts", what, rep, alerts)
+		}
+		c := ct.take(e)
+		t.Logf("%s: %s", what, c)
+		return c
+	}
+
+	if c := evaluate("first evaluation", 1); c.EventsRead != 241 {
+		t.Fatalf("first evaluation: the service read %d Events rows, want the day's 241", c.EventsRead)
+	}
+	// CatchUp indexes one more get of 20:00: the next evaluation reads
+	// hour 20 alone.
+	e.load(1000, rec{at: 20*time.Hour + 30*time.Minute, vault: "av1", oid: "app20-oid", object: "cfg"})
+	c := evaluate("a get appended to 20:00", 0)
+	if c.EventsRead != 11 || c.ByTable[index.TableEvents] != 1 {
+		t.Fatalf("append to 20:00: %d Events requests read %d rows, want one request over hour 20's 11", c.ByTable[index.TableEvents], c.EventsRead)
+	}
+	if c.ByTable[index.TablePostings] != 0 {
+		t.Fatalf("append to 20:00: %d Postings requests, want none (no mass-retrieval candidate)", c.ByTable[index.TablePostings])
+	}
+	// A late record, into 03:00's blob, long after 03:00: mallory purges
+	// a secret. Its hour is read, and it alerts.
+	e.load(1001, rec{at: 3*time.Hour + 59*time.Minute, vault: "av1", op: "SecretPurge", oid: "mallory-oid", object: "crown"})
+	if c := evaluate("a purge appended late to 03:00", 1); c.EventsRead != 11 {
+		t.Fatalf("late purge: the service read %d Events rows, want hour 3's 11", c.EventsRead)
+	}
+	// alice deletes the same secret again at 07:00: the day's finding
+	// was alerted at 02:10; hours 7 and 8 (one window) are read.
+	e.load(1002,
+		rec{at: 7*time.Hour + 50*time.Minute, vault: "av1", op: "SecretDelete", oid: "alice-oid", object: "old"},
+		rec{at: 8*time.Hour + 5*time.Minute, vault: "av1", oid: "app8-oid", object: "cfg"})
+	if c := evaluate("alice's second delete", 0); c.EventsRead != 22 || c.ByTable[index.TableEvents] != 1 {
+		t.Fatalf("second delete: %d Events requests read %d rows, want one over hours 7 and 8 (22)", c.ByTable[index.TableEvents], c.EventsRead)
+	}
+	var got []string
+	for _, d := range r.deliveries() {
+		var ev CloudEvent
+		if err := json.Unmarshal(d.body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		f := ev.Data.Finding
+		got = append(got, fmt.Sprintf("%s/%s/%s/%d", f.Operation, f.Caller, f.Object, f.Count))
+	}
+	if w := "SecretDelete/alice-oid/old/1 SecretPurge/mallory-oid/crown/1"; strings.Join(sortedCopy(got), " ") != w {
+		t.Fatalf("delivered %v, want %s", got, w)
+	}
+	if n := len(byID(t, r.deliveries())); n != 2 {
+		t.Fatalf("%d distinct alerts", n)
+	}
+	// A record of the last evaluation without hourly totals (as an
+	// earlier kvaudit wrote it) and another total: the whole day is read.
+	if err := eng.Store.SetEvaluated(ctx, "av1", testDay, Evaluation{Total: 1, Tuning: eng.Tuning.Hash()}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if c := evaluate("no hourly totals recorded", 0); c.EventsRead != 245 {
+		t.Fatalf("no hourly totals: the service read %d Events rows, want the day's 245", c.EventsRead)
+	}
+}
+
+// A finding the changed hours show that its kind's threshold or an
+// allow-list entry looked up in the index must judge on the whole day is
+// judged on the whole day: two refused requests at 05:00 stay under a
+// threshold of 2; a third at 21:00 passes it, and the alert counts 3.
+func TestEvaluationJudgesThresholdsOnTheDay(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, nil)
+	rs := hourly("av1")
+	rs = append(rs,
+		rec{at: 5*time.Hour + time.Minute, vault: "av1", status: 403, oid: "eve-oid", ip: "203.0.113.9", object: "crown"},
+		rec{at: 5*time.Hour + 2*time.Minute, vault: "av1", status: 403, oid: "eve-oid", ip: "203.0.113.9", object: "crown"})
+	e.load(0, rs...)
+	eng, ct := e.countedEngine(`{"kinds":{"sensitiveOperation":{"enabled":false},"refusedAccess":{"enabled":true,"threshold":2}}}`, webhook(t, r))
+	ctx := context.Background()
+	if rep := eng.Evaluate(ctx, []VaultDay{day}); rep.Alerts != 0 || rep.Suppressed != 1 || len(rep.Errors) > 0 {
+		t.Fatalf("two refused: %+v", rep)
+	}
+	e.load(1000, rec{at: 21 * time.Hour, vault: "av1", status: 403, oid: "eve-oid", ip: "203.0.113.9", object: "crown"})
+	ct.reset()
+	if rep := eng.Evaluate(ctx, []VaultDay{day}); rep.Alerts != 1 || rep.Delivered != 1 || len(rep.Errors) > 0 {
+		t.Fatalf("third refused: %+v", rep)
+	}
+	c := ct.take(e)
+	t.Logf("third refused: %s", c)
+	// Hour 21, then the whole day for refused access.
+	if c.ByTable[index.TableEvents] != 2 || c.EventsRead != 11+244 {
+		t.Fatalf("%d Events requests read %d rows, want hour 21's 11 then the day's 244", c.ByTable[index.TableEvents], c.EventsRead)
+	}
+	ds := r.deliveries()
+	var ev CloudEvent
+	if len(ds) != 1 || json.Unmarshal(ds[0].body, &ev) != nil || ev.Data.Finding.Count != 3 || ev.Data.Finding.Caller != "eve-oid" {
+		t.Fatalf("delivered %d: %+v, want eve's 3 refused requests", len(ds), ev.Data.Finding)
+	}
+	// More of it later: alerted already, hour 22 alone is read.
+	e.load(1001, rec{at: 22 * time.Hour, vault: "av1", status: 403, oid: "eve-oid", ip: "203.0.113.9", object: "crown"})
+	ct.reset()
+	if rep := eng.Evaluate(ctx, []VaultDay{day}); rep.Alerts != 0 || len(rep.Errors) > 0 {
+		t.Fatalf("fourth refused: %+v", rep)
+	}
+	if c := ct.take(e); c.ByTable[index.TableEvents] != 1 || c.EventsRead != 11 {
+		t.Fatalf("fourth refused: %d Events requests read %d rows, want hour 22's 11", c.ByTable[index.TableEvents], c.EventsRead)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+func TestParseHours(t *testing.T) {
+	valid := strings.Repeat("0,", 23) + "7"
+	for _, c := range []struct {
+		in   string
+		want []int64
+	}{
+		{valid, append(make([]int64, 23), 7)},
+		{"", nil},
+		{strings.Repeat("1,", 22) + "1", nil},                      // 23 hours
+		{strings.Repeat("1,", 24) + "1", nil},                      // 25
+		{strings.Repeat("0,", 23) + "-1", nil},                     // negative
+		{strings.Repeat("0,", 23) + "x", nil},                      // not a number
+		{strings.Repeat("0,", 23) + "1e3", nil},                    // not decimal
+		{strings.Repeat("0,", 23) + strings.Repeat("9", 600), nil}, // longer than 24 numbers can be
+	} {
+		got := parseHours(c.in)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) || (got == nil) != (c.want == nil) {
+			t.Errorf("parseHours(%.40q…) = %v, want %v", c.in, got, c.want)
+		}
+		if got != nil && parseHours(formatHours(got)) == nil {
+			t.Errorf("formatHours(%v) does not read back", got)
+		}
+	}
+}
+
+func TestChangedHours(t *testing.T) {
+	d := testDay
+	h := func(n int) time.Time { return d.Add(time.Duration(n) * time.Hour) }
+	prev := make([]int64, 24)
+	for _, c := range []struct {
+		changed []int
+		want    string
+	}{
+		{nil, "[]"},
+		{[]int{23}, fmt.Sprint([]query.Window{{From: h(23), To: h(24)}})},
+		{[]int{0, 1, 2, 5, 22, 23}, fmt.Sprint([]query.Window{{From: h(0), To: h(3)}, {From: h(5), To: h(6)}, {From: h(22), To: h(24)}})},
+	} {
+		cur := make([]int64, 24)
+		for _, i := range c.changed {
+			cur[i] = 1
+		}
+		got := changedHours(d, prev, cur)
+		if got == nil || fmt.Sprint(got) != c.want {
+			t.Errorf("changed %v: %v, want %s", c.changed, got, c.want)
+		}
+	}
+}
