@@ -326,11 +326,14 @@ func TestEvaluationReadsChangedHours(t *testing.T) {
 	if c.ByTable[index.TablePostings] != 0 {
 		t.Fatalf("append to 20:00: %d Postings requests, want none (no mass-retrieval candidate)", c.ByTable[index.TablePostings])
 	}
-	// A late record, into 03:00's blob, long after 03:00: mallory purges
-	// a secret. Its hour is read, and it alerts.
-	e.load(1001, rec{at: 3*time.Hour + 59*time.Minute, vault: "av1", op: "SecretPurge", oid: "mallory-oid", object: "crown"})
-	if c := evaluate("a purge appended late to 03:00", 1); c.EventsRead != 11 {
-		t.Fatalf("late purge: the service read %d Events rows, want hour 3's 11", c.EventsRead)
+	// A late record, into 03:00's blob, long after 03:00 (mallory purges
+	// a secret), indexed by the same tick as a get of 21:00: both hours
+	// are read, and the purge alerts.
+	e.load(1001,
+		rec{at: 3*time.Hour + 59*time.Minute, vault: "av1", op: "SecretPurge", oid: "mallory-oid", object: "crown"},
+		rec{at: 21*time.Hour + 30*time.Minute, vault: "av1", oid: "app21-oid", object: "cfg"})
+	if c := evaluate("a purge appended late to 03:00, a get to 21:00", 1); c.EventsRead != 22 || c.ByTable[index.TableEvents] != 2 {
+		t.Fatalf("late purge: %d Events requests read %d rows, want hours 3 and 21 (11 each)", c.ByTable[index.TableEvents], c.EventsRead)
 	}
 	// alice deletes the same secret again at 07:00: the day's finding
 	// was alerted at 02:10; hours 7 and 8 (one window) are read.
@@ -360,8 +363,8 @@ func TestEvaluationReadsChangedHours(t *testing.T) {
 	if err := eng.Store.SetEvaluated(ctx, "av1", testDay, Evaluation{Total: 1, Tuning: eng.Tuning.Hash()}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if c := evaluate("no hourly totals recorded", 0); c.EventsRead != 245 {
-		t.Fatalf("no hourly totals: the service read %d Events rows, want the day's 245", c.EventsRead)
+	if c := evaluate("no hourly totals recorded", 0); c.EventsRead != 246 {
+		t.Fatalf("no hourly totals: the service read %d Events rows, want the day's 246", c.EventsRead)
 	}
 }
 
