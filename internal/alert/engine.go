@@ -24,12 +24,13 @@ import (
 // When it evaluates: after each BlobTrigger that indexed records (the
 // blob's vault, the days its records can lie in), and on every CatchUp
 // tick (every vault's recent days, and the days of the blobs the tick
-// read). A vault-day is evaluated only when its request total (from the
-// per-hour counts) or the tuning changed since its last complete
-// evaluation, which the state table records: so a tick costs one small
-// counts read per vault-day when nothing happened, an evaluation that
-// failed is done again by the next tick, and a vault that went quiet is
-// still finished. See README "Alerts" for why not a timer of its own.
+// read). A vault-day is evaluated only when its hourly request totals
+// (from the per-hour counts) or the tuning changed since its last
+// complete evaluation, which the state table records: so a tick costs one
+// small counts read per vault-day when nothing happened, an evaluation
+// that failed is done again by the next tick, and a vault that went quiet
+// is still finished. An evaluation reads what changed (evaluateDay). See
+// README "Alerts" for why not a timer of its own.
 type Engine struct {
 	Querier *query.Querier
 	Store   *Store
