@@ -102,9 +102,10 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		// Names resolve to nothing and no proxy is asked: only the
-		// loopback addresses the tests give reach anything.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		// Names resolve to nothing and no proxy is asked: only loopback
+		// reaches anything — by address, as localhost, and as the two
+		// names of another site the tests play (see attackerNames).
+		chromedp.Flag("host-resolver-rules", "MAP "+attackerSite+" 127.0.0.1, MAP "+reboundSite+" 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"),
 		chromedp.Flag("proxy-server", "direct://"),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.UserDataDir(t.TempDir()),
@@ -120,6 +121,15 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 	}
 	return ctx
 }
+
+// attackerNames: the browser resolves both to 127.0.0.1. attackerSite is
+// another site's server; reboundSite is a name whose DNS an attacker
+// points at 127.0.0.1 once its page is loaded (DNS rebinding), so that its
+// page reads what 127.0.0.1 answers as its own origin.
+const (
+	attackerSite = "attacker.example"
+	reboundSite  = "rebind.attacker.example"
+)
 
 // console collects what the page writes to the console (errors, uncaught
 // exceptions, CSP violations, failed loads) and any dialog it opens.
@@ -232,6 +242,54 @@ func (u *ui) open(pageURL string) {
 	// reload the page.
 	u.do(chromedp.Navigate("about:blank"), chromedp.Navigate(pageURL))
 	u.waitFor(`document.body.getAttribute('data-ready') || !document.getElementById('empty').hidden`)
+}
+
+// hasTab reports whether the browser has a page open at a URL starting
+// with prefix.
+func (u *ui) hasTab(prefix string) bool {
+	u.t.Helper()
+	targets, err := chromedp.Targets(u.ctx)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Type == "page" && strings.HasPrefix(tg.URL, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// download clicks the link at css and returns the file the browser saved.
+func (u *ui) download(css string) []byte {
+	u.t.Helper()
+	dir := u.t.TempDir()
+	enabled := true
+	progress := chromedp.BrowserEvents(u.ctx, browser.DownloadProgress)
+	u.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &enabled,
+		})
+		return err
+	}), chromedp.Click(chromedp.CSS(css)))
+	var file string
+	for ev, err := range progress {
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			file = filepath.Join(dir, ev.GUID)
+			break
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			u.t.Fatal("download canceled")
+		}
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return got
 }
 
 func (u *ui) screenshot(name string) {
@@ -527,32 +585,7 @@ func TestWebUIInBrowser(t *testing.T) {
 
 	t.Run("CSV download matches the API's CSV", func(t *testing.T) {
 		u.t, ta.t = t, t
-		dir := t.TempDir()
-		enabled := true
-		progress := chromedp.BrowserEvents(u.ctx, browser.DownloadProgress)
-		u.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &enabled,
-			})
-			return err
-		}), chromedp.Click(chromedp.CSS("#csv")))
-		var file string
-		for ev, err := range progress {
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.State == browser.DownloadProgressStateCompleted {
-				file = filepath.Join(dir, ev.GUID)
-				break
-			}
-			if ev.State == browser.DownloadProgressStateCanceled {
-				t.Fatal("download canceled")
-			}
-		}
-		got, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := u.download("#csv")
 		var href string
 		u.eval(`document.getElementById('csv').getAttribute('href')`, &href)
 		resp, want := ta.do("GET", "/api/audit/"+href, nil)
@@ -693,6 +726,58 @@ func TestWebUIInBrowser(t *testing.T) {
 	u.t, ta.t = t, t
 	cons.check(t)
 
+	// make run's handler (no AuditApiKey) on its other loopback name.
+	t.Run("on localhost", func(t *testing.T) {
+		u.t, ta.t = t, t
+		u.open(strings.Replace(base, "127.0.0.1", "localhost", 1) + "#vault=webvault")
+		var r struct{ Bars, Rows int }
+		u.eval(`({bars: document.querySelectorAll('#chart g.bar').length, rows: document.querySelectorAll('#events tbody tr[data-key]').length})`, &r)
+		if r.Bars != 24 || r.Rows != 50 {
+			t.Fatalf("on localhost: %d bars, %d rows", r.Bars, r.Rows)
+		}
+		cons.check(t)
+	})
+
+	// Another site, in the same browser, against make run's handler: a
+	// page whose name now resolves to 127.0.0.1 reads nothing, and a form
+	// it posts across sites starts nothing.
+	t.Run("other sites", func(t *testing.T) {
+		ta.t = t
+		// A tab of its own: its refusals' statuses are not the page's
+		// console errors.
+		tab, closeTab := chromedp.NewContext(u.ctx)
+		defer closeTab()
+		u := &ui{t: t, ctx: tab, dir: u.dir}
+		_, port, _ := strings.Cut(strings.TrimPrefix(ta.srv.URL, "http://"), ":")
+		u.do(chromedp.Navigate("http://" + reboundSite + ":" + port + "/api/audit/events?vault=webvault"))
+		var text string
+		u.eval(`document.body.innerText`, &text)
+		if !strings.Contains(text, "is not this machine") || strings.Contains(text, "webvault\",") || strings.Contains(text, "correlationId") {
+			t.Fatalf("a rebound name reads: %.300s", text)
+		}
+		// A blob waits for CatchUp; another site's page posts a form to
+		// /CatchUp as soon as it loads.
+		hour := time.Now().UTC().Truncate(time.Hour)
+		ta.put(hourBlob("csrfvault", hour), auditLine("csrfvault", hour, 1, "SecretGet", 200, "alice@contoso.com", "10.4.0.1", "x"))
+		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprintf(w, `<form id=f method=post enctype=text/plain action="%s/CatchUp"><input name='{"x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`, ta.srv.URL)
+		}))
+		defer attacker.Close()
+		_, aport, _ := strings.Cut(strings.TrimPrefix(attacker.URL, "http://"), ":")
+		u.do(chromedp.Navigate("http://" + attackerSite + ":" + aport + "/"))
+		u.waitFor(`location.pathname === '/CatchUp'`)
+		u.eval(`document.body.innerText`, &text)
+		if !strings.Contains(text, "cross-site request") {
+			t.Fatalf("another site's form to /CatchUp: %.300s", text)
+		}
+		var vaults struct{ Vaults []string }
+		ta.apiJSON("/api/audit/vaults", &vaults)
+		if slices.Contains(vaults.Vaults, "csrfvault") {
+			t.Fatalf("the cross-site form ran CatchUp: vaults %v", vaults.Vaults)
+		}
+	})
+
 	t.Run("empty index", func(t *testing.T) {
 		u.t, ta.t = t, t
 		empty := newTestApp(t, nil)
@@ -715,22 +800,32 @@ func TestWebUIInBrowser(t *testing.T) {
 		plain := newTestApp(t, nil)
 		plain.browserFixture()
 		// The same index, served standalone with a key and as under the
-		// host.
-		serve := func(change func(*config.Settings)) string {
+		// host; what the browser sends each is recorded.
+		serve := func(change func(*config.Settings), rec *requestLog) string {
 			s := *plain.app.settings
 			change(&s)
 			a, err := newApp(&s, plain.app.log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return startServer(t, a).URL
+			srv := httptest.NewUnstartedServer(nil)
+			srv.Config = a.newServer()
+			srv.Config.Handler = rec.wrap(srv.Config.Handler)
+			srv.Listener = jsonErrorsListener(srv.Listener)
+			srv.Start()
+			t.Cleanup(srv.Close)
+			return srv.URL
 		}
-		keyed := serve(func(s *config.Settings) { s.APIKey = testKey })
-		hosted := serve(func(s *config.Settings) { s.Port = 7071 })
-		host := playHost(t, hosted, "hostkey")
-		for _, tt := range []struct{ name, page, key string }{
-			{"standalone", keyed + "/api/audit/ui", testKey},
-			{"host", host + "/api/audit/ui", "hostkey"},
+		keyedLog, hostLog := &requestLog{}, &requestLog{}
+		keyed := serve(func(s *config.Settings) { s.APIKey = testKey }, keyedLog)
+		hosted := serve(func(s *config.Settings) { s.Port = 7071 }, &requestLog{})
+		host := playHost(t, hosted, "hostkey", hostLog)
+		for _, tt := range []struct {
+			name, page, key string
+			log             *requestLog
+		}{
+			{"standalone", keyed + "/api/audit/ui", testKey, keyedLog},
+			{"host", host + "/api/audit/ui", "hostkey", hostLog},
 		} {
 			resp, err := http.Get(tt.page + "?code=wrong")
 			if err != nil {
@@ -740,33 +835,134 @@ func TestWebUIInBrowser(t *testing.T) {
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("%s: a wrong key is %d", tt.name, resp.StatusCode)
 			}
+			// Only the page and its two assets carry the key in their URL;
+			// every API request carries it in x-functions-key.
+			asked := map[string]bool{}
+			checkLog := func() {
+				t.Helper()
+				for _, r := range tt.log.all() {
+					if !strings.HasPrefix(r.path, apiPrefix) || r.status == http.StatusUnauthorized { // the wrong key, above
+						continue
+					}
+					asked[r.path] = true
+					q, _ := url.ParseQuery(r.query)
+					switch _, inURL := q["code"]; {
+					case r.path == pathUI || r.path == pathUIScript || r.path == pathUIStyle:
+						if q.Get("code") != tt.key {
+							t.Fatalf("%s: %s without ?code=", tt.name, r.path)
+						}
+					case inURL || strings.Contains(r.query, tt.key):
+						t.Fatalf("%s: the key is in the URL of %s?%s", tt.name, r.path, r.query)
+					case r.key != tt.key:
+						t.Fatalf("%s: %s?%s without the key in %s", tt.name, r.path, r.query, headerFunctionKey)
+					}
+				}
+			}
 			u.open(tt.page + "?code=" + tt.key + "#vault=webvault")
+			checkLog()
 			var bars, rows int
 			u.eval(`document.querySelectorAll('#chart g.bar').length`, &bars)
 			u.eval(`document.querySelectorAll('#events tbody tr[data-key]').length`, &rows)
 			if bars != 24 || rows != 50 {
 				t.Fatalf("%s: %d bars, %d rows", tt.name, bars, rows)
 			}
+			// The CSV is fetched with the key and saved: the API's CSV.
+			csv := u.download("#csv")
+			var query string
+			u.eval(`document.getElementById('csv').dataset.query`, &query)
+			resp, want := plain.do("GET", "/api/audit/events?"+query, nil)
+			if resp.StatusCode != 200 || string(csv) != string(want) || strings.Count(string(csv), "\n") < 50 {
+				t.Fatalf("%s: downloaded CSV (%d bytes) differs from the API's (%d bytes, %d)", tt.name, len(csv), len(want), resp.StatusCode)
+			}
+			// The status link opens the status, fetched with the key, in a
+			// tab of its own.
+			u.do(chromedp.Click(chromedp.CSS("#status-link2")))
+			deadline := time.Now().Add(20 * time.Second)
+			for !tt.log.saw(pathStatus, http.StatusOK) || !u.hasTab("blob:"+strings.TrimSuffix(tt.page, "/api/audit/ui")+"/") {
+				if time.Now().After(deadline) {
+					targets, _ := chromedp.Targets(u.ctx)
+					t.Fatalf("%s: the status link showed no status: %v; tabs %v", tt.name, tt.log.all(), targets)
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			checkLog()
+			for _, p := range []string{pathVaults, pathStats, pathEvents, pathDetections, pathStatus, pathUIScript, pathUIStyle} {
+				if !asked[p] {
+					t.Errorf("%s: the page never asked for %s", tt.name, p)
+				}
+			}
 		}
 		cons.check(t)
 	})
 }
 
+// requestLog records what a browser sent a server: path, query and the
+// key header, and the status answered.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []loggedRequest
+}
+
+type loggedRequest struct {
+	path, query, key string
+	status           int
+}
+
+func (l *requestLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.reqs = append(l.reqs, loggedRequest{path: r.URL.Path, query: r.URL.RawQuery, key: r.Header.Get(headerFunctionKey), status: sw.status})
+	})
+}
+
+func (l *requestLog) all() []loggedRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reqs)
+}
+
+func (l *requestLog) saw(path string, status int) bool {
+	for _, r := range l.all() {
+		if r.path == path && r.status == status {
+			return true
+		}
+	}
+	return false
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController (the reverse proxy's flushes) reach
+// the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // playHost stands in for the Functions host in front of a handler: every
 // path under /api/audit/ needs the function key (header or ?code=), as
 // HttpQuery's authLevel function asks, and is forwarded with its query
-// string, code included, as the host forwards it.
-func playHost(t *testing.T, handlerURL, key string) string {
+// string, code included, as the host forwards it. rec records what
+// reached the stand-in.
+func playHost(t *testing.T, handlerURL, key string, rec *requestLog) string {
 	t.Helper()
 	target, _ := url.Parse(handlerURL)
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(rec.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/audit/") && r.Header.Get(headerFunctionKey) != key && r.URL.Query().Get("code") != key {
 			w.WriteHeader(http.StatusUnauthorized) // the host's answer has no body
 			return
 		}
 		proxy.ServeHTTP(w, r)
-	}))
+	})))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

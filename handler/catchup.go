@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,35 +62,58 @@ func (a *app) catchUpTimer(w http.ResponseWriter, r *http.Request) {
 }
 
 // status serves GET /api/audit/status: per-blob offset, lag and errors of
-// the recent hours.
+// the recent hours. A blob's recorded error is shown as its
+// catchup.ShortError: kvaudit's words, not the SDK's (URLs, responses,
+// addresses); a failure to read is a short reason too. The log keeps
+// every full text, and handler status prints the recorded ones.
 func (a *app) status(w http.ResponseWriter, r *http.Request) {
 	st, err := a.catchup.Status(r.Context())
 	if err != nil {
-		if azstore.IsTransient(err) {
-			writeError(w, http.StatusServiceUnavailable, "storage unavailable: "+err.Error())
-			return
-		}
-		writeError(w, http.StatusInternalServerError, "status: "+err.Error())
+		a.statusFailed(w, r, err)
 		return
 	}
 	var lag int64
-	for _, b := range st {
-		lag += b.Lag
+	for i := range st {
+		lag += st[i].Lag
+		st[i].LastError = catchup.ShortError(st[i].LastError)
 	}
 	ans := map[string]any{"hours": a.settings.CatchUpHours, "lagBytes": lag, "blobs": st, "layout": index.Layout}
 	old, err := a.tables.LegacyRows(r.Context())
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "storage unavailable: "+err.Error())
+		a.statusFailed(w, r, err)
 		return
 	}
 	if old {
 		ans["rebuild"] = index.OldLayoutNotice
 	}
 	if ans["alerts"], err = a.alertStatus(r.Context()); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "storage unavailable: "+err.Error())
+		a.statusFailed(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)
+}
+
+// statusFailed answers a status request whose storage reads failed with a
+// short reason — 503 for storage unreachable, busy or refusing kvaudit's
+// identity (naming the setting to check, never its value), 500 otherwise —
+// and logs the whole error. A caller that went away gets nothing.
+func (a *app) statusFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *azstore.AuthError
+	switch {
+	case r.Context().Err() != nil:
+		a.log.Debug("status: caller went away", slog.String("error", err.Error()))
+	case errors.As(err, &ae):
+		a.log.Error("status: storage refused access", slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "storage refused access or no token could be had; try again later. "+ae.Setting+": "+ae.Check)
+	case azstore.IsTransient(err):
+		a.log.Warn("status: storage unavailable", slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "storage (the logs or the index account) is unavailable or busy; try again later")
+	default:
+		a.log.Error("status failed", slog.String("error", err.Error()))
+		writeError(w, http.StatusInternalServerError, "internal error; see the handler's log")
+	}
 }
 
 // cliApp builds the app for a command-line tool: settings from the

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/azstore"
+	"github.com/kvaudit/kvaudit/internal/catchup"
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
 	"github.com/kvaudit/kvaudit/internal/index"
@@ -171,4 +173,76 @@ func TestBudgetedBlobTriggerIsContinuedByCatchUp(t *testing.T) {
 		t.Fatalf("stats: %d %v, want total %d", status, body, n)
 	}
 	t.Logf("%d bytes indexed in %d invocations, %d of them CatchUp ticks", len(data), invocations, ticks)
+}
+
+// /api/audit/status shows a blob's recorded error as a short reason in
+// kvaudit's words: not the SDK's dump, its request URLs (a SAS signature in
+// their query) or network addresses. handler status, which needs the
+// storage settings, prints the whole text. The errors are real: the SDK's
+// answer of Azurite and net/http's of a closed port.
+func TestStatusShowsShortReasons(t *testing.T) {
+	ta := newTestApp(t, nil)
+	hour := time.Now().UTC().Truncate(time.Hour)
+	ok := ingesttest.BlobName("statusvault", hour)
+	data := ingesttest.Records("statusvault", hour, 0, 3)
+	ta.put(ok, data)
+	if status, resp := ta.invoke(ok, data, true, false); status != http.StatusOK {
+		t.Fatalf("BlobTrigger: %d %q", status, resp.Logs)
+	}
+	_, sdkErr := ta.cc.NewBlobClient("no/such/blob").DownloadStream(context.Background(), nil)
+	resp, netErr := http.Get("http://127.0.0.1:1/logs/b?sv=2024-08-04&sig=S3cr3tSignature%3D")
+	if sdkErr == nil || netErr == nil {
+		t.Fatalf("want two failures: %v %v", sdkErr, netErr)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	failed := map[string]error{
+		ingesttest.BlobName("statusvault", hour.Add(-time.Hour)):   fmt.Errorf("ingest: read blob %q: %w", "x", azstore.Classify(sdkErr)),
+		ingesttest.BlobName("statusvault", hour.Add(-2*time.Hour)): fmt.Errorf("ingest: read blob %q: %w", "y", netErr),
+	}
+	for name, cause := range failed {
+		ta.put(name, data)
+		if _, err := ingest.RecordFailure(context.Background(), ta.app.tables, name, ingest.BlobInfo{Length: int64(len(data))}, cause); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st struct {
+		Blobs []struct {
+			Blob      string `json:"blob"`
+			Tries     int    `json:"tries"`
+			LastError string `json:"lastError"`
+		} `json:"blobs"`
+	}
+	code, body := ta.send("GET", "/api/audit/status", "", nil)
+	if err := json.Unmarshal(body, &st); code.StatusCode != 200 || err != nil {
+		t.Fatalf("status: %d %v %s", code.StatusCode, err, body)
+	}
+	seen := 0
+	for _, b := range st.Blobs {
+		cause, ok := failed[b.Blob]
+		if !ok {
+			continue
+		}
+		seen++
+		if b.Tries != 1 || b.LastError != catchup.ShortError(cause.Error()) || !strings.HasPrefix(b.LastError, "ingest: read blob") {
+			t.Errorf("%s: tries %d, lastError %q", b.Blob, b.Tries, b.LastError)
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("the failed blobs are not in the status: %s", body)
+	}
+	for _, leak := range []string{"RESPONSE", "127.0.0.1", "sig=", "S3cr3t", "://", `\n`, "dial tcp", "RequestId"} {
+		if strings.Contains(string(body), leak) {
+			t.Errorf("the status answer holds %q: %s", leak, body)
+		}
+	}
+	if !strings.Contains(string(body), "(storage answered 404 BlobNotFound)") {
+		t.Errorf("the status answer lacks the storage's status and code: %s", body)
+	}
+	// The operator's command shows the whole recorded text.
+	code2, out, errs := ta.runCLI("status", "-o", "json")
+	if code2 != 0 || !strings.Contains(out, "RESPONSE 404") || !strings.Contains(out, "S3cr3tSignature") {
+		t.Fatalf("handler status: exit %d\n%s\n%s", code2, out, errs)
+	}
 }

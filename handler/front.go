@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,38 @@ import (
 // Without AuditApiKey the handler listens on loopback only, for this
 // machine. With it, every route — readiness, /BlobTrigger, /CatchUp and the
 // API — requires the key, and any address may be used.
+//
+// Loopback is not a wall against a browser on this machine, whatever site
+// it shows. Two guards apply where no key is checked and the handler
+// serves this machine alone (standalone without AuditApiKey, make run):
+//
+//   - DNS rebinding: a page of rebind.attacker.example re-resolves its name
+//     to 127.0.0.1 and reads our answers as its own origin. Its requests
+//     carry its Host, so only a loopback Host is answered (421 otherwise):
+//     127.0.0.1, localhost or [::1], with or without a port.
+//   - Cross-site requests: any request a browser marks Sec-Fetch-Site:
+//     cross-site is refused (403): no page of another site may start
+//     CatchUp or a blob's ingest, or be opened from one of its links.
+//
+// Under the host neither applies: the host forwards an HttpQuery request
+// with the caller's own headers, Host included, so the handler sees
+// <app>.azurewebsites.net (azure-functions-host: ProcessHttpInAndOutInvocationRequest
+// in src/WebJobs.Script/Workers/Http/DefaultHttpWorkerService.cs builds
+// the forwarded request with ToHttpRequestMessage of
+// src/WebJobs.Script/Extensions/HttpRequestExtensions.cs, which copies
+// every request header); the host has checked the function key, and the
+// handler's port is the host's alone.
+// With AuditApiKey neither applies either: the handler may be reached by
+// any name, and every request needs the key, which no other site has.
+//
+// In every mode POST /BlobTrigger and POST /CatchUp take only
+// Content-Type: application/json (415 otherwise), which a browser cannot
+// send across sites without a CORS preflight that the handler never
+// grants. The host sends it with its invocations: it builds them as an
+// ObjectContent with JsonMediaTypeFormatter ("application/json;
+// charset=utf-8"; azure-functions-host,
+// src/WebJobs.Script/Workers/MessageExtensions/HttpScriptInvocationContextExtensions.cs),
+// and so do internal/funchost/hosttest and tools/devhost.
 
 // hostMode reports whether the Functions host started the handler.
 func hostMode(s *config.Settings) bool { return s.Port != 0 }
@@ -60,6 +93,36 @@ func checkListenAddr(addr string, s *config.Settings) error {
 	return nil
 }
 
+// localOnly says whether the handler guards against other sites in a
+// browser on this machine (see above): standalone without AuditApiKey.
+func localOnly(s *config.Settings) bool { return !hostMode(s) && s.APIKey == "" }
+
+// loopbackHost reports whether a request's Host names this machine by its
+// loopback name or address: 127.0.0.1, localhost, [::1] (any loopback IP),
+// with or without a port. An empty Host (HTTP/1.0 without one) is not.
+func loopbackHost(host string) bool {
+	name := host
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		name = h
+	} else if strings.HasPrefix(host, "[") {
+		if !strings.HasSuffix(host, "]") {
+			return false
+		}
+		name = host[1 : len(host)-1]
+	}
+	return name != "" && isLoopback(name)
+}
+
+// jsonContent reports whether r says its body is JSON: media type
+// application/json, parameters (charset) allowed.
+func jsonContent(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
 func isLoopback(addr string) bool {
 	host := strings.Trim(addr, "[]")
 	if strings.EqualFold(host, "localhost") {
@@ -73,12 +136,15 @@ func isLoopback(addr string) bool {
 //
 //   - requires the key when one is set (before routing, so that nobody
 //     without it learns which paths exist);
+//   - without a key, on loopback, answers only a loopback Host and no
+//     cross-site request (see above);
 //   - takes the key out of the query string (?code=, as the host accepts
 //     it), so no route counts it as an unknown parameter and no log sees
 //     it;
 //   - routes by method and path, answering what the mux would answer in
 //     plain text — 404, 405 — as {"error": …};
-//   - refuses query parameters on routes that take none;
+//   - refuses query parameters on routes that take none, and a body
+//     that is not JSON on routes that take JSON (route.jsonBody);
 //   - hands the code on, in the request's context, to the one route that
 //     needs it: the web page, whose asset URLs must carry it under the
 //     host (see handler/ui.go).
@@ -90,10 +156,14 @@ type front struct {
 	list   string            // every route, for the 404 message
 	key    []byte            // required when not nil
 	digest [sha256.Size]byte // of key
+	// local: a loopback Host only, no cross-site request (localOnly).
+	local bool
 }
 
-func newFront(routes []route, key []byte) *front {
-	f := &front{mux: http.NewServeMux(), routes: map[string]*route{}, key: key, digest: sha256.Sum256(key)}
+// newFront routes to routes; key is required when not nil, and local
+// turns on the guards of a handler that serves this machine alone.
+func newFront(routes []route, key []byte, local bool) *front {
+	f := &front{mux: http.NewServeMux(), routes: map[string]*route{}, key: key, digest: sha256.Sum256(key), local: local}
 	var names []string
 	for i := range routes {
 		rt := &routes[i]
@@ -120,18 +190,33 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong API key: send the "+config.SettingAPIKey+" value in the "+headerFunctionKey+" header or the code parameter")
 		return
 	}
+	if f.local && !loopbackHost(r.Host) {
+		// The status a server gives a request for a name it does not
+		// serve (RFC 9110, 15.5.20).
+		writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q is not this machine: without %s the handler answers only requests for 127.0.0.1, localhost or [::1] (a page that re-resolves its own name to 127.0.0.1 must not read the audit log); use one of them in the URL, or set %s",
+			truncateText(r.Host, 100), config.SettingAPIKey, config.SettingAPIKey))
+		return
+	}
+	if f.local && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		writeError(w, http.StatusForbidden, "a cross-site request (Sec-Fetch-Site: cross-site) is refused: without "+config.SettingAPIKey+
+			" the handler serves this machine's own tools and its own page; open the page by its URL, not from another site")
+		return
+	}
 	code := codeOf(r)
 	r = withoutCode(r)
 	rt, h := f.match(r)
 	if rt != nil && rt.keepsCode && code != "" {
 		r = r.WithContext(context.WithValue(r.Context(), codeKey{}, code))
 	}
-	switch {
-	case rt == nil:
+	if rt == nil {
 		f.notRouted(w, r)
-	case r.Method == http.MethodHead && !rt.headOK:
+		return
+	}
+	if r.Method == http.MethodHead && !rt.headOK {
 		methodNotAllowed(w, r, rt.method)
-	case !rt.params && r.URL.RawQuery != "":
+		return
+	}
+	if !rt.params && r.URL.RawQuery != "" {
 		v, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "the query string is not valid URL encoding: "+err.Error())
@@ -142,10 +227,14 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q: %s %s takes none", truncateText(names[0], 100), rt.method, rt.path))
 			return
 		}
-		h.ServeHTTP(w, r) // "?" or "&" alone: nothing
-	default:
-		h.ServeHTTP(w, r)
+		// "?" or "&" alone: nothing
 	}
+	if rt.jsonBody && !jsonContent(r) {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("%s %s takes Content-Type: application/json (as the Functions host sends its invocations), not %q",
+			rt.method, rt.path, truncateText(r.Header.Get("Content-Type"), 100)))
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 // match is r's route and handler, nil when the mux has no route for r's

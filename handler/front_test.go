@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +15,9 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/funchost/hosttest"
+	"github.com/kvaudit/kvaudit/internal/index"
+	"github.com/kvaudit/kvaudit/internal/ingest/ingesttest"
 )
 
 // frontRoutes is every route the handler serves, as a client reaches it:
@@ -107,7 +112,12 @@ func TestEveryRouteKeyAndMode(t *testing.T) {
 					if k.code != "" {
 						path = withCode(path, k.code)
 					}
-					resp, body := ta.send(rt.method, path, rt.body, k.header)
+					header := k.header.Clone()
+					if rt.method == http.MethodPost {
+						header = http.Header{"Content-Type": {"application/json"}}
+						maps.Copy(header, k.header)
+					}
+					resp, body := ta.send(rt.method, path, rt.body, header)
 					if m.enforced && !k.right {
 						if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `{"error":"missing or wrong API key`) {
 							t.Fatalf("%d %s, want 401 and the JSON error", resp.StatusCode, body)
@@ -336,7 +346,7 @@ func TestMalformedRequestsAreJSON(t *testing.T) {
 	}
 	t.Run("after a good request", func(t *testing.T) {
 		ta.t = t
-		replies := ta.rawExchange("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n", 3)
+		replies := ta.rawExchange("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\nGARBAGE\r\n\r\n", 3)
 		body, _ := io.ReadAll(replies[0].Body)
 		if replies[0].StatusCode != 200 || string(body) != "{\"status\":\"ok\"}\n" {
 			t.Fatalf("first reply %d %q", replies[0].StatusCode, body)
@@ -346,4 +356,182 @@ func TestMalformedRequestsAreJSON(t *testing.T) {
 		body, _ = io.ReadAll(replies[2].Body)
 		isJSONError(t, replies[2], body, 400, "400 Bad Request")
 	})
+}
+
+// Standalone without AuditApiKey (make run) the handler serves this
+// machine alone, and a browser on it shows any site. A page that
+// re-resolves its own name to 127.0.0.1 (DNS rebinding) sends its own Host:
+// 421, and nothing of the index in the answer. A loopback Host, by name or
+// address, with or without a port, is answered.
+func TestLoopbackWithoutKeyAnswersOnlyLoopbackHosts(t *testing.T) {
+	ta := fixtureApp(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ta.srv.URL, "http://"))
+	const events = "/api/audit/events?vault=kv1&limit=5" + kv1Window
+	for _, tt := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1:" + port, true},
+		{"127.0.0.1", true},
+		{"localhost:" + port, true},
+		{"LocalHost", true},
+		{"[::1]:" + port, true},
+		{"[::1]", true},
+		{"127.0.0.2:7071", true}, // loopback too; no page can be given that name
+		{"localhost:8080", true}, // an ssh -L tunnel's port
+		{"rebind.attacker.example:7071", false},
+		{"rebind.attacker.example:" + port, false},
+		{"rebind.attacker.example", false},
+		{"localhost.attacker.example:" + port, false},
+		{"127.0.0.1.nip.io:" + port, false},
+		{"0.0.0.0:" + port, false},
+		{"10.1.2.3:" + port, false},
+		{"[::1]x", false},
+		{"localhost:http", false},
+	} {
+		t.Run(tt.host, func(t *testing.T) {
+			ta.t = t
+			req, err := http.NewRequest("GET", ta.srv.URL+events, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tt.ok {
+				if resp.StatusCode != 200 || !strings.Contains(string(body), `"correlationId"`) {
+					t.Fatalf("%d %s, want the events", resp.StatusCode, body)
+				}
+				return
+			}
+			isJSONError(t, resp, body, http.StatusMisdirectedRequest, "is not this machine")
+			if strings.Contains(string(body), "kv1") || strings.Contains(string(body), "correlationId") {
+				t.Fatalf("the refusal carries index data: %s", body)
+			}
+		})
+	}
+	// The host stand-in of HTTP/1.0 sends no Host at all.
+	ta.t = t
+	resp := ta.rawExchange("GET /api/audit/vaults HTTP/1.0\r\n\r\n", 1)[0]
+	body, _ := io.ReadAll(resp.Body)
+	isJSONError(t, resp, body, http.StatusMisdirectedRequest, "is not this machine")
+}
+
+// Standalone without AuditApiKey, another site's page cannot make the
+// browser start work: a cross-site request is refused (403), and the
+// trigger routes take only application/json, which no page can send
+// across sites without a preflight the handler never grants (415). A
+// blob waits in the container: nothing refused indexes it, the host's own
+// timer invocation does.
+func TestLoopbackWithoutKeyRefusesCrossSite(t *testing.T) {
+	ta := newTestApp(t, nil)
+	if err := ta.app.tables.Ensure(context.Background()); err != nil { // rows are counted below
+		t.Fatal(err)
+	}
+	hour := time.Now().UTC().Truncate(time.Hour)
+	name := ingesttest.BlobName("csrfvault", hour)
+	data := ingesttest.Records("csrfvault", hour, 0, 5)
+	ta.put(name, data)
+	// What a browser sends for a form of another site posted here
+	// (enctype text/plain), or for its fetch without CORS.
+	form := http.Header{"Content-Type": {"text/plain"}, "Sec-Fetch-Site": {"cross-site"}, "Sec-Fetch-Mode": {"navigate"}, "Origin": {"http://attacker.example"}}
+	blobReq, err := hosttest.NewBlobRequest(context.Background(), ta.srv.URL, hosttest.BlobInvocation{
+		Name: name, Container: ta.app.settings.LogsContainer, Content: bytes.NewReader(data), ContentLength: int64(len(data)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	invocation, _ := io.ReadAll(blobReq.Body)
+	for _, tt := range []struct {
+		name, method, path, body string
+		header                   http.Header
+		status                   int
+		says                     string
+	}{
+		{"form to CatchUp", "POST", "/CatchUp", "{}", form, 403, "cross-site request"},
+		{"form to BlobTrigger", "POST", "/BlobTrigger", string(invocation), form, 403, "cross-site request"},
+		{"JSON from another site", "POST", "/CatchUp", "{}", http.Header{"Content-Type": {"application/json"}, "Sec-Fetch-Site": {"cross-site"}}, 403, "cross-site request"},
+		{"text/plain from a browser without Sec-Fetch", "POST", "/CatchUp", "{}", http.Header{"Content-Type": {"text/plain"}}, 415, "takes Content-Type: application/json"},
+		{"form-urlencoded", "POST", "/BlobTrigger", string(invocation), http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, 415, "not \"application/x-www-form-urlencoded\""},
+		{"no Content-Type", "POST", "/CatchUp", "{}", nil, 415, "takes Content-Type: application/json"},
+		{"a read from another site", "GET", "/api/audit/vaults", "", http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403, "cross-site request"},
+		{"a link from another site", "GET", "/api/audit/ui", "", http.Header{"Sec-Fetch-Site": {"cross-site"}, "Sec-Fetch-Mode": {"navigate"}}, 403, "open the page by its URL"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ta.t = t
+			resp, body := ta.send(tt.method, tt.path, tt.body, tt.header)
+			isJSONError(t, resp, body, tt.status, tt.says)
+		})
+	}
+	ta.t = t
+	// The same site, the page's own requests and a typed URL are served.
+	for _, site := range []string{"same-origin", "same-site", "none"} {
+		if resp, body := ta.send("GET", "/api/audit/vaults", "", http.Header{"Sec-Fetch-Site": {site}}); resp.StatusCode != 200 {
+			t.Errorf("Sec-Fetch-Site %s: %d %s", site, resp.StatusCode, body)
+		}
+	}
+	// Nothing was started: no row, no vault registered.
+	if n := ta.countRows(index.TableEvents); n != 0 {
+		t.Fatalf("%d event rows after refused requests", n)
+	}
+	if status, body := ta.get("/api/audit/vaults"); status != 200 || fmt.Sprint(body["vaults"]) != "[]" {
+		t.Fatalf("vaults after refused requests: %d %v", status, body)
+	}
+	// The host's invocation (application/json, no Sec-Fetch-Site) runs.
+	if status, logs := ta.timer(); status != http.StatusOK || !strings.Contains(logs[0], "5 records indexed") {
+		t.Fatalf("the host's timer: %d %q", status, logs)
+	}
+}
+
+// Under the host and standalone with AuditApiKey the Host and
+// Sec-Fetch-Site guards do not apply — the host forwards the caller's own
+// Host (<app>.azurewebsites.net) and headers, and a key guards the rest —
+// but the trigger routes take only application/json in every mode.
+func TestHostAndKeyedModesTakeAnyHost(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		env  map[string]string
+		key  http.Header
+	}{
+		{"host", map[string]string{config.SettingCustomPort: "7071"}, nil},
+		{"standalone with key", map[string]string{config.SettingAPIKey: testKey}, http.Header{"X-Functions-Key": {testKey}}},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			ta := newTestApp(t, m.env)
+			forwarded := http.Header{"Sec-Fetch-Site": {"cross-site"}}
+			maps.Copy(forwarded, m.key)
+			req, err := http.NewRequest("GET", ta.srv.URL+"/api/audit/vaults", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = forwarded
+			req.Host = "kvaudit-prod.azurewebsites.net"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("a forwarded request: %d %s", resp.StatusCode, body)
+			}
+			text := http.Header{"Content-Type": {"text/plain"}}
+			maps.Copy(text, m.key)
+			resp, body = ta.send("POST", "/CatchUp", "{}", text)
+			isJSONError(t, resp, body, http.StatusUnsupportedMediaType, "takes Content-Type: application/json")
+			// The host's own invocation: application/json; charset=utf-8.
+			host := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+			maps.Copy(host, m.key)
+			if err := ta.app.tables.Ensure(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if resp, body := ta.send("POST", "/CatchUp", "{}", host); resp.StatusCode != 200 {
+				t.Fatalf("the host's CatchUp: %d %s", resp.StatusCode, body)
+			}
+		})
+	}
 }

@@ -103,8 +103,9 @@ func (a *queryAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Debug("query: caller went away", slog.String("path", r.URL.Path))
 	case errors.Is(err, query.ErrOldLayout):
 		// The index must be rebuilt before it answers: say so rather
-		// than answer from half of it.
-		writeError(w, http.StatusConflict, err.Error())
+		// than answer from half of it (the notice alone: whatever
+		// wraps it is the log's).
+		writeError(w, http.StatusConflict, query.ErrOldLayout.Error())
 	case errors.As(err, &ae):
 		// Not the caller's fault, and not for them to fix: say which
 		// setting the operator should check, without its value or the

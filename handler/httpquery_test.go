@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kvaudit/kvaudit/internal/config"
+	"github.com/kvaudit/kvaudit/internal/ingest"
 	"github.com/kvaudit/kvaudit/internal/parse"
 	"github.com/kvaudit/kvaudit/internal/query"
 )
@@ -417,7 +419,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if !strings.Contains(doc.Info.Description, "HEAD") {
 		t.Errorf("info.description does not say how HEAD is answered")
 	}
-	f := newFront(ta.app.routeTable(), nil)
+	f := newFront(ta.app.routeTable(), nil, false)
 	documented := map[string]bool{}
 	for path, ops := range doc.Paths {
 		documented[path] = true
@@ -458,8 +460,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// When storage cannot be reached, every query answers 503 in the API's
-// JSON shape.
+// When storage cannot be reached, every query and the status answer 503
+// in the API's JSON shape, with a reason and no SDK or network detail.
 func TestQueryAPIStorageDownIs503(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the SDK's retries")
@@ -475,19 +477,58 @@ func TestQueryAPIStorageDownIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta.srv.Config.Handler = broken.routes()
-	for _, path := range []string{
-		"/api/audit/events?vault=kv1&format=csv",
-		"/api/audit/stats?vault=kv1&by=day",
-		"/api/audit/detections",
+	for path, says := range map[string]string{
+		"/api/audit/events?vault=kv1&format=csv": `"error":"the index storage is unavailable`,
+		"/api/audit/stats?vault=kv1&by=day":      `"error":"the index storage is unavailable`,
+		"/api/audit/detections":                  `"error":"the index storage is unavailable`,
+		"/api/audit/status":                      `"error":"storage (the logs or the index account) is unavailable or busy; try again later"`,
 	} {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
 			ta := *ta
 			ta.t = t
 			resp, body := ta.do("GET", path, nil)
-			if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"error":"the index storage is unavailable`) {
+			if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), says) {
 				t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 			}
+			// The SDK's and the network's words are the log's.
+			for _, leak := range []string{"127.0.0.1", "dial", "://", "devstoreaccount1"} {
+				if strings.Contains(string(body), leak) {
+					t.Errorf("the answer holds %q: %s", leak, body)
+				}
+			}
 		})
+	}
+}
+
+// Detections without a vault look at every vault kvaudit has indexed: a
+// request over more vault-day partitions than 1000
+// is refused with a 400 that names the count, the bound and what fits,
+// before any partition is scanned; with a vault, or a window that fits, it
+// is answered.
+func TestDetectionsBoundedByVaultDays(t *testing.T) {
+	ta := newTestApp(t, nil)
+	for i := 0; i < 40; i++ {
+		prefix := fmt.Sprintf("resourceId=/SUBSCRIPTIONS/0000-SUB/RESOURCEGROUPS/RG1/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/BOUND%02d/", i)
+		if err := ingest.RegisterVaultPrefix(context.Background(), ta.app.tables, prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	window := func(days int) string {
+		return "from=" + to.AddDate(0, 0, -days).Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339)
+	}
+	resp, body := ta.do("GET", "/api/audit/detections?"+window(30), nil)
+	isJSONError(t, resp, body, http.StatusBadRequest,
+		fmt.Sprintf("40 vaults × 31 days = 1240 vault-day partitions, more than one request may (%d): give vault, or a window of at most 24 days", query.MaxDetectionVaultDays))
+	for _, q := range []string{"vault=bound07&" + window(30), window(24), window(1)} {
+		if resp, body := ta.do("GET", "/api/audit/detections?"+q, nil); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", q, resp.StatusCode, body)
+		}
+	}
+	// The CLI says the same.
+	code, _, errs := ta.runCLI("query", "detections", "-from", to.AddDate(0, 0, -30).Format(time.RFC3339), "-to", to.Format(time.RFC3339))
+	if code != 2 || !strings.Contains(errs, "1240 vault-day partitions") {
+		t.Errorf("handler query detections: exit %d, %s", code, errs)
 	}
 }

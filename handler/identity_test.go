@@ -103,6 +103,7 @@ func TestIdentityBasedSettings(t *testing.T) {
 		triggerNames       []string // in the invocation's Logs
 		queryCode          int
 		queryNames         string // in the query API's error
+		statusCode         int    // of /api/audit/status
 		endpointSawWrongID bool
 		issuer             string // of the tokens handed out, "" for Entra's
 	}{
@@ -111,17 +112,20 @@ func TestIdentityBasedSettings(t *testing.T) {
 			name: "wrong logs client id", logsID: wrongID, indexID: rig.idp.ClientID, endpoint: rig.idp.URL,
 			triggerNames: []string{"AuditLogsStorage__clientId", "Unable to load the proper Managed Identity"},
 			queryCode:    http.StatusOK, endpointSawWrongID: true,
+			statusCode: http.StatusOK, // nothing indexed: no vault's blobs to list
 		},
 		{
 			// One identity everywhere, with the wrong client id.
 			name: "wrong client id", logsID: wrongID, indexID: wrongID, endpoint: rig.idp.URL,
 			triggerNames: []string{"AuditIndexStorage__clientId", "Unable to load the proper Managed Identity"},
 			queryCode:    http.StatusServiceUnavailable, queryNames: "AuditIndexStorage__clientId", endpointSawWrongID: true,
+			statusCode: http.StatusServiceUnavailable,
 		},
 		{
 			name: "identity endpoint down", logsID: rig.idp.ClientID, indexID: rig.idp.ClientID, endpoint: closedEndpoint(t),
 			triggerNames: []string{"AuditIndexStorage", "IDENTITY_ENDPOINT", "connection refused"},
 			queryCode:    http.StatusServiceUnavailable, queryNames: "IDENTITY_ENDPOINT",
+			statusCode: http.StatusServiceUnavailable,
 		},
 		{
 			// Tokens come, and storage refuses them: in Azure, an identity
@@ -131,6 +135,7 @@ func TestIdentityBasedSettings(t *testing.T) {
 			issuer:       "https://issuer.invalid/",
 			triggerNames: []string{"AuditIndexStorage__tableServiceUri", "Storage Table Data Contributor"},
 			queryCode:    http.StatusServiceUnavailable, queryNames: "Storage Table Data Contributor",
+			statusCode: http.StatusServiceUnavailable,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +167,24 @@ func TestIdentityBasedSettings(t *testing.T) {
 				var e struct{ Error string }
 				if err := json.Unmarshal(body, &e); err != nil || !strings.Contains(e.Error, tt.queryNames) {
 					t.Errorf("query error %s does not name %s", body, tt.queryNames)
+				}
+			}
+			// The status says why, in a line, and names what to check;
+			// the SDK's and the identity endpoint's words are the log's.
+			code, body = h.get("/api/audit/status")
+			t.Logf("status: %d %s", code, body)
+			if code != tt.statusCode {
+				t.Fatalf("status: %d, want %d\n%s", code, tt.statusCode, body)
+			}
+			if code != http.StatusOK {
+				var e struct{ Error string }
+				if err := json.Unmarshal(body, &e); err != nil || !strings.Contains(e.Error, "Storage") || !strings.Contains(e.Error, "check") {
+					t.Errorf("status error %s does not say what to check", body)
+				}
+				for _, leak := range []string{"RESPONSE", "://", "\n", "127.0.0.1", "ManagedIdentityCredential"} {
+					if strings.Contains(e.Error, leak) {
+						t.Errorf("status error holds %q: %s", leak, e.Error)
+					}
 				}
 			}
 			if tt.endpointSawWrongID {

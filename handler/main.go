@@ -23,7 +23,7 @@ const usage = `usage:
                                            index blobs that existed before kvaudit
   handler retention                        delete index days older than RetentionDays
   handler status [-o json]                 per-blob offset, lag and errors of recent hours
-  handler help                             this text
+  handler help, handler -h, handler --help this text
 
 Settings come from the environment (app settings); see README.md.
 `
@@ -34,7 +34,12 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		// Before serve's flags: "handler -h" asks about the handler, not
+		// about serve, the default command.
+		cmd = "help"
+	case len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-'):
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -50,11 +55,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runRetention(args, stdout, stderr)
 	case "status":
 		return runStatus(args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "handler: unknown command %q\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// isHelp reports whether arg asks for help the ways the flag package and
+// most tools accept: -h, -help, --h, --help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
@@ -128,4 +129,27 @@ func (ta *testApp) get(path string) (int, map[string]any) {
 		ta.t.Fatalf("GET %s: body is not JSON: %v", path, err)
 	}
 	return resp.StatusCode, body
+}
+
+// handler -h, -help and --help print the whole usage, every subcommand,
+// as handler help does, and exit 0: not serve's flags, serve being only
+// the default command.
+func TestHelpPrintsEveryCommand(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"-help"}, {"--help"}, {"--h"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(args, nil, &stdout, &stderr)
+		if code != 0 || stdout.String() != usage || stderr.Len() != 0 {
+			t.Errorf("handler %s: exit %d, stdout %q, stderr %q; want exit 0 and the usage", args[0], code, stdout.String(), stderr.String())
+		}
+	}
+	for _, cmd := range []string{"[serve]", "parse", "query", "backfill", "retention", "status", "help"} {
+		if !strings.Contains(usage, "\n  handler "+cmd) {
+			t.Errorf("the usage does not name handler %s", cmd)
+		}
+	}
+	// Flags after serve's own are serve's: its help is its flags.
+	var stderr bytes.Buffer
+	if code := run([]string{"serve", "-h"}, nil, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "-port") {
+		t.Errorf("handler serve -h: exit %d, %q", code, stderr.String())
+	}
 }

@@ -31,7 +31,7 @@ func newEventWriter(w io.Writer, format string) eventWriter {
 	case "ndjson":
 		return &ndjsonEvents{w: w}
 	case "csv":
-		return &csvEvents{w: csv.NewWriter(w), out: w}
+		return &csvEvents{w: newSheetCSV(w), out: w}
 	}
 	return &jsonEvents{w: w}
 }
@@ -105,7 +105,7 @@ var csvColumns = []string{
 // page, a last line "#continuation=<token>" (a comment line to CSV readers
 // that take one, such as pandas' comment="#").
 type csvEvents struct {
-	w       *csv.Writer
+	w       *sheetCSV
 	out     io.Writer
 	started bool
 	row     []string
@@ -116,7 +116,7 @@ func (c *csvEvents) header() error {
 		return nil
 	}
 	c.started = true
-	return c.w.Write(csvColumns)
+	return c.w.write(csvColumns)
 }
 
 func (c *csvEvents) event(rec *parse.Record) error {
@@ -128,22 +128,21 @@ func (c *csvEvents) event(rec *parse.Record) error {
 		dur = strconv.FormatFloat(rec.DurationMs, 'f', -1, 64)
 	}
 	c.row = append(c.row[:0],
-		parse.FormatTime(rec.Time), cell(rec.Vault), cell(rec.OperationName), strconv.Itoa(rec.Status),
-		strconv.Itoa(rec.HTTPStatusCode), cell(rec.ResultType), cell(rec.ResultSignature), cell(rec.ResultDescription),
-		dur, cell(rec.CallerIPAddress), cell(rec.Identity.ObjectID), cell(rec.Identity.UPN), cell(rec.Identity.AppID),
-		cell(rec.ObjectName), cell(rec.ObjectType), cell(rec.RequestURI), cell(rec.ID), cell(rec.ClientInfo),
-		cell(rec.TLSVersion), cell(rec.CorrelationID), cell(rec.SubscriptionID), cell(rec.ResourceGroup),
-		cell(rec.ResourceID), cell(rec.OperationVersion), cell(rec.Category), cell(rec.Blob),
+		parse.FormatTime(rec.Time), rec.Vault, rec.OperationName, strconv.Itoa(rec.Status),
+		strconv.Itoa(rec.HTTPStatusCode), rec.ResultType, rec.ResultSignature, rec.ResultDescription,
+		dur, rec.CallerIPAddress, rec.Identity.ObjectID, rec.Identity.UPN, rec.Identity.AppID,
+		rec.ObjectName, rec.ObjectType, rec.RequestURI, rec.ID, rec.ClientInfo,
+		rec.TLSVersion, rec.CorrelationID, rec.SubscriptionID, rec.ResourceGroup,
+		rec.ResourceID, rec.OperationVersion, rec.Category, rec.Blob,
 		strconv.FormatInt(rec.Offset, 10), rawCell(rec.Identity.Claims), rawCell(rec.Properties), rawCell(rec.Extra))
-	return c.w.Write(c.row)
+	return c.w.write(c.row)
 }
 
 func (c *csvEvents) end(continuation string) error {
 	if err := c.header(); err != nil {
 		return err
 	}
-	c.w.Flush()
-	if err := c.w.Error(); err != nil {
+	if err := c.w.flush(); err != nil {
 		return err
 	}
 	if continuation != "" {
@@ -153,16 +152,85 @@ func (c *csvEvents) end(continuation string) error {
 	return nil
 }
 
-// cell defuses a value from the logs for spreadsheets: a cell starting with
-// = + - @ or a tab or carriage return is a formula to Excel and its kin
-// (CSV injection), so it is prefixed with a quote, as OWASP advises.
-// Log fields such as clientInfo are chosen by whoever called the vault.
-func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+// sheetCSV writes CSV (RFC 4180, as encoding/csv does) for spreadsheets:
+// every cell of every row goes through [cell] first, header and numbers
+// included, so that no CSV kvaudit writes depends on a caller
+// remembering to defuse a column.
+type sheetCSV struct {
+	w   *csv.Writer
+	row []string
 }
+
+func newSheetCSV(w io.Writer) *sheetCSV { return &sheetCSV{w: csv.NewWriter(w)} }
+
+// write writes one row; like csv.Writer.Write, an error may also show
+// only at flush.
+func (s *sheetCSV) write(fields []string) error {
+	s.row = s.row[:0]
+	for _, f := range fields {
+		s.row = append(s.row, cell(f))
+	}
+	return s.w.Write(s.row)
+}
+
+// flush writes what is buffered and returns the first error of any write.
+func (s *sheetCSV) flush() error {
+	s.w.Flush()
+	return s.w.Error()
+}
+
+// cell defuses a value for spreadsheets (CSV injection, OWASP). A
+// spreadsheet reads a cell that starts with = + - @, a tab or a carriage
+// return as a formula. And it may cut our cell into several: Excel splits
+// a .csv on the system's list separator, ";" in much of Europe, not on
+// ",", and a splitter may honour quotes or not, and may take a tab or a
+// line break inside a quoted cell as a break. So the rule is applied to
+// every part of the cell, not only to its start:
+//
+//	wherever a part begins — at the start of the cell, or after a ",",
+//	";", tab, carriage return or line feed in it — and, after any spaces
+//	and double quotes, the next character is = + - @, a tab or a carriage
+//	return, a ' is put before that character.
+//
+// Whichever way the row is split, no part then starts a formula: a
+// splitter starts a part only after one of those characters, and an
+// opening quote or leading spaces do not hide the character after them.
+// Nothing else changes, so a JSON column stays JSON unless it holds a
+// negative number after a comma ([1,'-2]). Log fields such as clientInfo
+// and object names are chosen by whoever called the vault.
+func cell(s string) string {
+	if !strings.ContainsAny(s, formulaStarts) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 4)
+	partStart := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		// UTF-8 keeps these ASCII bytes out of multi-byte characters, so
+		// a byte loop sees every one and breaks no character.
+		switch {
+		case partStart && (c == ' ' || c == '"'):
+		case partStart && strings.IndexByte(formulaStarts, c) >= 0:
+			b.WriteByte('\'')
+			partStart = c == '\t' || c == '\r' // they also begin a new part
+		default:
+			partStart = strings.IndexByte(partBreaks, c) >= 0
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+const (
+	// formulaStarts make a spreadsheet read a cell as a formula (OWASP's
+	// list: https://owasp.org/www-community/attacks/CSV_Injection).
+	formulaStarts = "=+-@\t\r"
+	// partBreaks are where a spreadsheet may begin a new cell inside one
+	// of ours: the list separators Excel and LibreOffice use (",", ";",
+	// tab) and line breaks.
+	partBreaks = ",;\t\r\n"
+)
 
 // rawCell is a raw JSON value on one line, or "" when it is not valid JSON.
 func rawCell(raw json.RawMessage) string {
@@ -189,13 +257,12 @@ func writeStats(w io.Writer, format string, st *query.Stats) error {
 		}
 		return nil
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"key", "count"})
+		cw := newSheetCSV(w)
+		_ = cw.write([]string{"key", "count"})
 		for _, g := range st.Groups {
-			_ = cw.Write([]string{cell(g.Key), strconv.FormatInt(g.Count, 10)})
+			_ = cw.write([]string{g.Key, strconv.FormatInt(g.Count, 10)})
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	return json.NewEncoder(w).Encode(st)
 }
@@ -218,8 +285,8 @@ func writeDetections(w io.Writer, format string, d *query.Detections) error {
 		}
 		return nil
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write(findingColumns)
+		cw := newSheetCSV(w)
+		_ = cw.write(findingColumns)
 		num := func(f float64) string {
 			if f == 0 {
 				return ""
@@ -227,13 +294,12 @@ func writeDetections(w io.Writer, format string, d *query.Detections) error {
 			return strconv.FormatFloat(f, 'f', -1, 64)
 		}
 		for _, f := range d.Findings {
-			_ = cw.Write([]string{f.Kind, strconv.FormatInt(f.Count, 10), f.First, f.Last, cell(f.Caller), cell(f.IP),
-				cell(f.Vault), cell(f.Operation), cell(f.Object), f.Day, cell(f.TLSVersion), num(f.MaxDurationMs),
+			_ = cw.write([]string{f.Kind, strconv.FormatInt(f.Count, 10), f.First, f.Last, f.Caller, f.IP,
+				f.Vault, f.Operation, f.Object, f.Day, f.TLSVersion, num(f.MaxDurationMs),
 				num(f.AvgDurationMs), groupsCell(f.Vaults), groupsCell(f.Objects), groupsCell(f.IPs),
 				groupsCell(f.ClientInfos), groupsCell(f.Operations), groupsCell(f.Statuses)})
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	return json.NewEncoder(w).Encode(d)
 }
@@ -243,7 +309,7 @@ func groupsCell(gs []query.Group) string {
 	for i, g := range gs {
 		parts[i] = g.Key + "=" + strconv.FormatInt(g.Count, 10)
 	}
-	return cell(strings.Join(parts, " "))
+	return strings.Join(parts, " ")
 }
 
 // terminalSafe replaces control characters (escape sequences included) in

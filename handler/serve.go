@@ -88,6 +88,9 @@ type route struct {
 	// keepsCode hands the request's ?code= to the route (see keptCode):
 	// only the web page, which repeats it in its asset URLs.
 	keepsCode bool
+	// jsonBody: the route takes only Content-Type application/json, as
+	// the host's invocations are (415 otherwise; see handler/front.go).
+	jsonBody bool
 }
 
 // routeTable is every route, in the order the 404 message lists them.
@@ -97,8 +100,8 @@ func (a *app) routeTable() []route {
 		{method: http.MethodGet, path: "/", h: func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}, headOK: true},
-		{method: http.MethodPost, path: "/BlobTrigger", h: a.blobTrigger},
-		{method: http.MethodPost, path: "/CatchUp", h: a.catchUpTimer},
+		{method: http.MethodPost, path: "/BlobTrigger", h: a.blobTrigger, jsonBody: true},
+		{method: http.MethodPost, path: "/CatchUp", h: a.catchUpTimer, jsonBody: true},
 		{method: http.MethodGet, path: pathEvents, h: a.query.events, params: true},
 		{method: http.MethodGet, path: pathStats, h: a.query.stats, params: true},
 		{method: http.MethodGet, path: pathDetections, h: a.query.detections, params: true},
@@ -129,7 +132,7 @@ func (a *app) newServer() *http.Server {
 
 // routes is the handler of every request: see [front].
 func (a *app) routes() http.Handler {
-	return newFront(a.routeTable(), requiredKey(a.settings))
+	return newFront(a.routeTable(), requiredKey(a.settings), localOnly(a.settings))
 }
 
 func runServe(args []string, stderr io.Writer) int {
@@ -174,7 +177,7 @@ func runServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("hostMode", hostMode(s)),
-		slog.Bool("keyRequired", requiredKey(s) != nil),
+		slog.Bool("keyRequired", requiredKey(s) != nil), slog.Bool("loopbackHostOnly", localOnly(s)),
 		slog.Any("logs", s.Logs), slog.Any("index", s.Index), slog.String("container", s.LogsContainer),
 		slog.String("alerts", s.Alerts.String()), slog.Any("alertKinds", a.alerts.Tuning.Enabled()))
 	if hostMode(s) && s.APIKey != "" {

@@ -26,7 +26,8 @@ import (
 // asset URLs — escaped by html/template, in an answer nobody may cache
 // (no-store) and that sends no Referer anywhere. The key is the one the
 // caller just sent; the page holds no other secret. The script reads the
-// code from its own location for the API calls.
+// code from its own location and sends it as the x-functions-key header
+// with every API call, never in an API URL (handler/ui/app.js).
 //
 //go:embed ui
 var uiFiles embed.FS

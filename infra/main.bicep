@@ -333,7 +333,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // Alerts to an Event Grid topic: the role on it, and its endpoint.
 var alertTopic = !empty(alertEventGridTopicName)
 module alertTopicSender 'modules/alert-topic.bicep' = if (alertTopic) {
-  name: 'kvaudit-alert-topic-${take(token, 8)}'
+  name: 'kvaudit-alert-topic-${token}'
   scope: resourceGroup(empty(alertEventGridTopicResourceGroupName) ? resourceGroup().name : alertEventGridTopicResourceGroupName)
   params: {
     topicName: alertEventGridTopicName

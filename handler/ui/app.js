@@ -2,8 +2,12 @@
 // no inline script, no eval; every value from the logs reaches the page
 // as text (textContent, setAttribute), never as HTML. The view's state is
 // the URL's fragment, so a view can be shared (the fragment never reaches
-// a server); the function key stays in the query string (?code=), which
-// is passed on to every API call.
+// a server). The function key comes in the page's query string (?code=),
+// which the page's two asset URLs repeat; the API calls send it as the
+// x-functions-key header, never in a URL, so it is in no API request line
+// (proxies', the host's and storage logs) and in no link. The CSV download
+// and the status and API links are fetched with the header too and handed
+// to the browser as blobs: a link or a navigation cannot send a header.
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -15,21 +19,72 @@
   const TOP = 10;
 
   // url is an API path relative to the page (/api/audit/ui → /api/audit/x)
-  // with the query q and the page's key.
+  // with the query q; never the key (see get).
   function url(path, q) {
     const u = new URLSearchParams();
     for (const [k, v] of Object.entries(q || {})) if (v !== '' && v !== undefined) u.set(k, v);
-    if (code) u.set('code', code);
     const s = u.toString();
     return s ? path + '?' + s : path;
   }
 
+  // get fetches an API path with the key in the x-functions-key header, as
+  // the host and the standalone handler take it; a failure throws the
+  // API's error message.
+  async function get(path, q, signal, accept) {
+    const headers = { Accept: accept || 'application/json' };
+    if (code) headers['x-functions-key'] = code;
+    const res = await fetch(url(path, q), { signal, headers, cache: 'no-store' });
+    if (!res.ok) {
+      let body = null;
+      try { body = await res.json(); } catch (e) { body = null; }
+      throw new Error((body && body.error) || res.status + ' ' + res.statusText);
+    }
+    return res;
+  }
+
   async function getJSON(path, q, signal) {
-    const res = await fetch(url(path, q), { signal, headers: { Accept: 'application/json' }, cache: 'no-store' });
-    let body = null;
-    try { body = await res.json(); } catch (e) { body = null; }
-    if (!res.ok) throw new Error((body && body.error) || res.status + ' ' + res.statusText);
-    return body;
+    return (await get(path, q, signal)).json();
+  }
+
+  // handOver gives the browser an API answer fetched with the key: saved
+  // as a file when name is given, else opened in a new tab (win, opened
+  // at the click, while the browser still counts it as the user's). The
+  // blob's URL is revoked once the browser has had it.
+  async function handOver(path, q, accept, name, win) {
+    try {
+      const blob = await (await get(path, q, undefined, accept)).blob();
+      const href = URL.createObjectURL(blob);
+      if (win) {
+        win.location.href = href;
+      } else {
+        const a = el('a', { href, download: name, hidden: '' });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+      }
+      setTimeout(() => URL.revokeObjectURL(href), 60 * 1000);
+    } catch (err) {
+      if (win) win.close();
+      message('The download failed: ' + (err.message || err));
+    }
+  }
+
+  // apiLink makes link open its API path with the key: in a new tab, or
+  // saved under its download name.
+  function apiLink(link, path, accept) {
+    link.setAttribute('href', path);
+    link.addEventListener('click', (e) => {
+      e.preventDefault();
+      const q = link.dataset.query ? Object.fromEntries(new URLSearchParams(link.dataset.query)) : {};
+      let name = link.getAttribute('download');
+      let win = null;
+      if (!name) {
+        win = window.open('', '_blank');
+        if (win) win.opener = null;
+        else name = path.endsWith('.json') ? path : path + '.json'; // no new tab: a file
+      }
+      handOver(path, q, accept, name, win);
+    });
   }
 
   // el makes an element with attributes and text (never HTML).
@@ -442,7 +497,9 @@
     const signal = viewCtrl.signal;
     const q = eventsQuery(s, w);
     $('csv').hidden = false;
-    $('csv').setAttribute('href', url('events', Object.assign({}, q, { format: 'csv', limit: 1000 })));
+    const csvQuery = Object.assign({}, q, { format: 'csv', limit: 1000 });
+    $('csv').dataset.query = new URLSearchParams(csvQuery).toString();
+    $('csv').setAttribute('href', url('events', csvQuery)); // without the key: see apiLink
     $('csv').setAttribute('download', csvName);
     await Promise.all([
       panel(loadChart(s, w, signal), $('chart')),
@@ -455,7 +512,8 @@
     document.body.setAttribute('data-ready', String(++renders));
   }
 
-  for (const id of ['status-link', 'status-link2']) $(id).setAttribute('href', url('status'));
-  $('openapi-link').setAttribute('href', url('openapi.json'));
+  for (const id of ['status-link', 'status-link2']) apiLink($(id), 'status', 'application/json');
+  apiLink($('openapi-link'), 'openapi.json', 'application/json');
+  apiLink($('csv'), 'events', 'text/csv');
   render();
 })();

@@ -57,6 +57,19 @@ const (
 	maxVaults          = 10000
 )
 
+// MaxDetectionVaultDays bounds what one detections request may cost: the
+// vaults it looks at times the UTC days its window touches. Each such
+// vault-day is one server-side filtered read of an Events partition, in
+// which the service reads every row: at least one storage request, and
+// one more each time the service stops at 1,000 matching rows or 5 s of
+// its time ("Query timeout and pagination", Azure Table service REST
+// reference); each vault also costs a read of its counts (of the window,
+// and of the 14 days before for access anomalies). The vaults are those
+// ingest's registry holds, data in the window or not. 1,000 is 31 vaults over a 31-day
+// window, or 500 vaults over the last 24 hours; past it the request is
+// refused with a *ParamError before anything is read.
+const MaxDetectionVaultDays = 1000
+
 // Finding is one detection. Which fields are set depends on Kind; Count,
 // First and Last always are. Lists hold the most frequent entries, at most
 // 20.
@@ -141,6 +154,9 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 		if vaultKeys, err = q.listVaults(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkVaultDays(len(vaultKeys), len(days(dq.Window)), dq.Vault != ""); err != nil {
+		return nil, err
 	}
 	vaults := map[string]bool{}
 	if dq.Vault != "" {
@@ -333,6 +349,27 @@ func (q *Querier) massRetrievals(ctx context.Context, dq *DetectionsQuery, calle
 		mu.Unlock()
 		return nil
 	})
+}
+
+// checkVaultDays refuses a detections request of vaults × days vault-day
+// partitions past MaxDetectionVaultDays, saying what would fit.
+func checkVaultDays(vaults, days int, oneVault bool) error {
+	n := vaults * days
+	if n <= MaxDetectionVaultDays {
+		return nil
+	}
+	// A window of d days touches up to d+1 UTC days. One vault always
+	// fits a window of 999 days.
+	fit := MaxDetectionVaultDays/vaults - 1
+	hint := fmt.Sprintf("a window of at most %d days", fit)
+	switch {
+	case fit < 1:
+		hint = "vault"
+	case !oneVault:
+		hint = "vault, or " + hint
+	}
+	return &ParamError{Msg: fmt.Sprintf("these detections would scan %d vaults × %d days = %d vault-day partitions, more than one request may (%d): give %s",
+		vaults, days, n, MaxDetectionVaultDays, hint)}
 }
 
 // listVaults lists the key parts of every vault ever indexed, from the
