@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,10 @@ const (
 
 // Kinds lists the detection kinds in the order findings are answered.
 var Kinds = []string{KindMassRetrieval, KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests, KindAccessAnomaly}
+
+// EventKinds are the kinds read from the Events rows of their window
+// (DetectionsQuery.EventWindows), not from the counts and postings.
+var EventKinds = []string{KindSensitiveOperation, KindRefusedAccess, KindOldTLS, KindSlowRequests}
 
 var (
 	massRetrievalOps = []string{"SecretGet", "KeyGet", "VaultGet"}
@@ -123,16 +128,25 @@ type Detections struct {
 //   - The vaults: dq.Vault, or every vault in ingest's registry of the
 //     vaults it has indexed (one request).
 //   - Mass retrieval: the per-hour caller counts bound each caller's daily
-//     total; only callers whose total passes the threshold are read, from
-//     their postings of that day (no event read), kept to successful
-//     SecretGet, KeyGet and VaultGet.
+//     total; only callers whose total passes the threshold (and that
+//     dq.Skip keeps) are read, from their postings of that day (no event
+//     read), kept to successful SecretGet, KeyGet and VaultGet.
 //   - The other kinds are not in the counts (no TLS version or duration
-//     there): each vault's Events partitions of the window are read with
-//     one server-side filter that keeps only rows of some kind, so only
-//     findings cross the network, but the service reads every row of the
-//     window. Keep windows short on busy vaults; MaxScanRows bounds the
-//     rows returned.
+//     there): each vault's Events partitions of the window (of
+//     dq.EventWindows when given) are read with one server-side filter
+//     that keeps only rows of the selected kinds, so only findings cross
+//     the network, but the service reads every row of the RowKey range.
+//     Keep windows short on busy vaults; MaxScanRows bounds the rows
+//     returned.
+//   - The access anomaly: the per-hour counts of the window and the 14
+//     days before it (anomaly.go).
+//
+// Only the kinds dq.Kinds selects are computed, and read for.
 func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detections, error) {
+	want, err := dq.selected()
+	if err != nil {
+		return nil, err
+	}
 	d := &Detections{
 		From: formatInstant(dq.From), To: formatInstant(dq.To), Vault: dq.Vault,
 		Threshold: dq.Threshold, SlowMs: dq.SlowMs,
@@ -148,17 +162,6 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	if err := checkVaultDays(len(vaultKeys), len(days(dq.Window)), dq.Vault != ""); err != nil {
 		return nil, err
 	}
-	firstHour := dq.From.Truncate(time.Hour)
-	endHour := dq.To.Add(-time.Nanosecond).Truncate(time.Hour).Add(time.Hour)
-	perVault := make([]*index.Counts, len(vaultKeys))
-	err := q.parallel(ctx, len(vaultKeys), func(ctx context.Context, i int) error {
-		c, err := q.readCounts(ctx, vaultKeys[i], firstHour, endHour, index.DimCaller)
-		perVault[i] = c
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
 	vaults := map[string]bool{}
 	if dq.Vault != "" {
 		vaults[dq.Vault] = true
@@ -168,19 +171,38 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	// could not name (index.MaxKeysPerDim distinct callers): a caller
 	// must not escape the detection by hiding among others.
 	unnamed := map[[2]string]int64{}
-	for _, c := range perVault {
-		for k, h := range c.Hours {
-			if dq.Vault != "" && k.Vault != dq.Vault {
-				continue
-			}
-			vaults[k.Vault] = true
-			// Successful requests only: the class the detection counts.
-			for caller, n := range h.Dims[index.DimCaller+index.ClassOK] {
-				if caller == index.OtherKey {
-					unnamed[[2]string{k.Vault, k.Hour[:8]}] += n
+	// The counts name the vaults seen when none is given, and bound each
+	// caller's gets for mass retrieval: without either, nothing to read.
+	if want[KindMassRetrieval] || dq.Vault == "" {
+		dim := ""
+		if want[KindMassRetrieval] {
+			dim = index.DimCaller
+		}
+		firstHour := dq.From.Truncate(time.Hour)
+		endHour := dq.To.Add(-time.Nanosecond).Truncate(time.Hour).Add(time.Hour)
+		perVault := make([]*index.Counts, len(vaultKeys))
+		err := q.parallel(ctx, len(vaultKeys), func(ctx context.Context, i int) error {
+			c, err := q.readCounts(ctx, vaultKeys[i], firstHour, endHour, dim)
+			perVault[i] = c
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range perVault {
+			for k, h := range c.Hours {
+				if dq.Vault != "" && k.Vault != dq.Vault {
 					continue
 				}
-				callerDays[[2]string{caller, k.Hour[:8]}] += n
+				vaults[k.Vault] = true
+				// Successful requests only: the class the detection counts.
+				for caller, n := range h.Dims[index.DimCaller+index.ClassOK] {
+					if caller == index.OtherKey {
+						unnamed[[2]string{k.Vault, k.Hour[:8]}] += n
+						continue
+					}
+					callerDays[[2]string{caller, k.Hour[:8]}] += n
+				}
 			}
 		}
 	}
@@ -190,76 +212,46 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 	sort.Strings(d.Vaults)
 
 	budget := newRowBudget(q.maxScanRows(), "these detections")
-	var overflow [][2]string
-	// Any unnamed request of a vault-day, not only more than the
-	// threshold of them: a caller named in some hours' counts and unnamed
-	// in others passes the threshold with neither part alone.
-	for vd, n := range unnamed {
-		if n > 0 {
-			overflow = append(overflow, vd)
+	findings := map[string][]Finding{}
+	if want[KindMassRetrieval] {
+		if err := q.massRetrievals(ctx, dq, d.Vaults, callerDays, unnamed, budget, findings); err != nil {
+			return nil, err
 		}
-	}
-	var cdMu sync.Mutex
-	err = q.parallel(ctx, len(overflow), func(ctx context.Context, i int) error {
-		named, err := q.successfulGetters(ctx, dq, overflow[i][0], overflow[i][1], budget)
-		cdMu.Lock()
-		defer cdMu.Unlock()
-		for caller, n := range named {
-			callerDays[[2]string{caller, overflow[i][1]}] += n
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	var candidates [][2]string
-	for cd, n := range callerDays {
-		if n > int64(dq.Threshold) && cd[0] != "-" {
-			candidates = append(candidates, cd)
-		}
-	}
-	sort.Slice(candidates, func(i, j int) bool {
-		return candidates[i][0] < candidates[j][0] || candidates[i][0] == candidates[j][0] && candidates[i][1] < candidates[j][1]
-	})
-	var (
-		mu       sync.Mutex
-		findings = map[string][]Finding{}
-	)
-	// A candidate's postings of a day are read against a budget of its
-	// own (and a larger one for them all), so that one caller whose day
-	// holds more entries than a request reads (failed requests, other
-	// operations) costs its own finding an events read, not everyone's
-	// answer.
-	postings := newRowBudget(4*q.maxScanRows(), "these detections")
-	err = q.parallelN(ctx, len(candidates), postingConcurrency, func(ctx context.Context, i int) error {
-		f, err := q.massRetrieval(ctx, dq, d.Vaults, candidates[i][0], candidates[i][1], postings, budget)
-		if err != nil || f == nil {
-			return err
-		}
-		mu.Lock()
-		findings[KindMassRetrieval] = append(findings[KindMassRetrieval], *f)
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 
-	agg := newEventAggregates()
-	dayList := days(dq.Window)
-	err = q.parallel(ctx, len(d.Vaults)*len(dayList), func(ctx context.Context, i int) error {
-		return q.scanEventKinds(ctx, dq, d.Vaults[i/len(dayList)], dayList[i%len(dayList)], agg, budget)
-	})
-	if err != nil {
-		return nil, err
+	if kindsFilter(want, dq.SlowMs) != "" {
+		agg := newEventAggregates(want)
+		type job struct {
+			vault, day string
+			w          Window
+		}
+		var jobs []job
+		for _, w := range dq.eventWindows() {
+			for _, day := range days(w) {
+				for _, v := range d.Vaults {
+					jobs = append(jobs, job{v, day, w})
+				}
+			}
+		}
+		err := q.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+			return q.scanEventKinds(ctx, dq, jobs[i].vault, jobs[i].day, jobs[i].w, agg, budget)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for kind, fs := range agg.findings() {
+			findings[kind] = append(findings[kind], fs...)
+		}
 	}
-	for kind, fs := range agg.findings() {
-		findings[kind] = append(findings[kind], fs...)
-	}
-	if err := q.anomalies(ctx, dq, d.Vaults, findings); err != nil {
-		return nil, err
+	if want[KindAccessAnomaly] {
+		if err := q.anomalies(ctx, dq, d.Vaults, findings); err != nil {
+			return nil, err
+		}
 	}
 	for _, kind := range Kinds {
+		if !want[kind] {
+			continue
+		}
 		fs := findings[kind]
 		sort.SliceStable(fs, func(i, j int) bool {
 			if fs[i].Count != fs[j].Count {
@@ -274,6 +266,102 @@ func (q *Querier) Detections(ctx context.Context, dq *DetectionsQuery) (*Detecti
 		d.Findings = append(d.Findings, fs...)
 	}
 	return d, nil
+}
+
+// selected is the set of kinds dq computes.
+func (dq *DetectionsQuery) selected() (map[string]bool, error) {
+	want := map[string]bool{}
+	if dq.Kinds == nil {
+		for _, k := range Kinds {
+			want[k] = true
+		}
+		return want, nil
+	}
+	for _, k := range dq.Kinds {
+		if !slices.Contains(Kinds, k) {
+			return nil, &ParamError{Msg: fmt.Sprintf("unknown detection kind %q; kinds are %s", truncate(k, 64), strings.Join(Kinds, ", "))}
+		}
+		want[k] = true
+	}
+	return want, nil
+}
+
+// eventWindows are the windows the event-scanned kinds read: dq's, or
+// its EventWindows cut to it (the empty ones left out).
+func (dq *DetectionsQuery) eventWindows() []Window {
+	if dq.EventWindows == nil {
+		return []Window{dq.Window}
+	}
+	var out []Window
+	for _, w := range dq.EventWindows {
+		w = Window{From: maxTime(w.From, dq.From), To: minTime(w.To, dq.To)}
+		if w.From.Before(w.To) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// massRetrievals adds to findings the callers whose successful gets pass
+// the threshold on a day: the candidates the counts bound (and those of
+// the days whose counts could not name every caller), each read from its
+// postings unless dq.Skip says not to.
+func (q *Querier) massRetrievals(ctx context.Context, dq *DetectionsQuery, vaults []string, callerDays, unnamed map[[2]string]int64, budget *rowBudget, findings map[string][]Finding) error {
+	var overflow [][2]string
+	// Any unnamed request of a vault-day, not only more than the
+	// threshold of them: a caller named in some hours' counts and unnamed
+	// in others passes the threshold with neither part alone.
+	for vd, n := range unnamed {
+		if n > 0 {
+			overflow = append(overflow, vd)
+		}
+	}
+	var cdMu sync.Mutex
+	err := q.parallel(ctx, len(overflow), func(ctx context.Context, i int) error {
+		named, err := q.successfulGetters(ctx, dq, overflow[i][0], overflow[i][1], budget)
+		cdMu.Lock()
+		defer cdMu.Unlock()
+		for caller, n := range named {
+			callerDays[[2]string{caller, overflow[i][1]}] += n
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var candidates [][2]string
+	for cd, n := range callerDays {
+		if n <= int64(dq.Threshold) || cd[0] == "-" {
+			continue
+		}
+		if dq.Skip != nil {
+			day, err := time.Parse(index.DayLayout, cd[1])
+			if err == nil && dq.Skip(&Finding{Kind: KindMassRetrieval, Caller: cd[0], Day: day.Format(time.DateOnly)}) {
+				continue
+			}
+		}
+		candidates = append(candidates, cd)
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		return candidates[i][0] < candidates[j][0] || candidates[i][0] == candidates[j][0] && candidates[i][1] < candidates[j][1]
+	})
+	// A candidate's postings of a day are read against a budget of its
+	// own (and a larger one for them all), so that one caller whose day
+	// holds more entries than a request reads (failed requests, other
+	// operations) costs its own finding an events read, not everyone's
+	// answer.
+	postings := newRowBudget(4*q.maxScanRows(), "these detections")
+	var mu sync.Mutex
+	return q.parallelN(ctx, len(candidates), postingConcurrency, func(ctx context.Context, i int) error {
+		f, err := q.massRetrieval(ctx, dq, vaults, candidates[i][0], candidates[i][1], postings, budget)
+		if err != nil || f == nil {
+			return err
+		}
+		mu.Lock()
+		findings[KindMassRetrieval] = append(findings[KindMassRetrieval], *f)
+		mu.Unlock()
+		return nil
+	})
 }
 
 // checkVaultDays refuses a detections request of vaults × days vault-day
@@ -418,23 +506,34 @@ func (q *Querier) successfulGets(ctx context.Context, dq *DetectionsQuery, vault
 	})
 }
 
-// kindsFilter keeps the rows of at least one event-scanned kind.
-func kindsFilter(slowMs float64) string {
-	ops := make([]string, len(sensitiveOps))
-	for i, op := range sensitiveOps {
-		ops[i] = index.PropOp + " eq " + index.ODataString(op)
+// kindsFilter keeps the rows of at least one event-scanned kind that
+// want selects; "" when it selects none.
+func kindsFilter(want map[string]bool, slowMs float64) string {
+	var ors []string
+	if want[KindSensitiveOperation] {
+		ops := make([]string, len(sensitiveOps))
+		for i, op := range sensitiveOps {
+			ops[i] = index.PropOp + " eq " + index.ODataString(op)
+		}
+		ors = append(ors, "(("+strings.Join(ops, " or ")+") and S ge 200 and S le 299)")
 	}
-	return "((" + strings.Join(ops, " or ") + ") and S ge 200 and S le 299)" +
-		" or ((S eq 401 or S eq 403) and not (O eq 'Authentication' and S eq 401))" +
-		" or L lt " + index.ODataString(index.TLSFilterBound) +
-		" or D gt " + odataDouble(slowMs)
+	if want[KindRefusedAccess] {
+		ors = append(ors, "((S eq 401 or S eq 403) and not (O eq 'Authentication' and S eq 401))")
+	}
+	if want[KindOldTLS] {
+		ors = append(ors, "L lt "+index.ODataString(index.TLSFilterBound))
+	}
+	if want[KindSlowRequests] {
+		ors = append(ors, "D gt "+odataDouble(slowMs))
+	}
+	return strings.Join(ors, " or ")
 }
 
-// scanEventKinds reads the rows of vault on day that are of some
-// event-scanned kind into agg.
-func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault, day string, agg *eventAggregates, budget *rowBudget) error {
-	p := newPlan(Selector{Vault: vault}, Filter{}, dq.Window)
-	l := listing{table: p.table, filter: p.partitionFilter(day, "") + " and (" + kindsFilter(dq.SlowMs) + ")"}
+// scanEventKinds reads the rows of vault on day within w that are of
+// some selected event-scanned kind into agg.
+func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault, day string, w Window, agg *eventAggregates, budget *rowBudget) error {
+	p := newPlan(Selector{Vault: vault}, Filter{}, w)
+	l := listing{table: p.table, filter: p.partitionFilter(day, "") + " and (" + kindsFilter(agg.want, dq.SlowMs) + ")"}
 	var (
 		r row
 		d parse.Decoder
@@ -454,6 +553,7 @@ func (q *Querier) scanEventKinds(ctx context.Context, dq *DetectionsQuery, vault
 // eventAggregates groups the rows of the event-scanned kinds; safe for
 // concurrent use.
 type eventAggregates struct {
+	want    map[string]bool // the kinds to group
 	mu      sync.Mutex
 	buckets map[aggBucket]*boundedGroups
 }
@@ -471,8 +571,8 @@ type aggBucket struct {
 // (each a grouping of a few hundred bytes): twice what an answer lists.
 const maxGroupsPerBucket = 2 * maxFindingsPerKind
 
-func newEventAggregates() *eventAggregates {
-	return &eventAggregates{buckets: map[aggBucket]*boundedGroups{}}
+func newEventAggregates(want map[string]bool) *eventAggregates {
+	return &eventAggregates{want: want, buckets: map[aggBucket]*boundedGroups{}}
 }
 
 func (a *eventAggregates) add(r *row, slowMs float64) {
@@ -480,16 +580,16 @@ func (a *eventAggregates) add(r *row, slowMs float64) {
 	caller := index.CapValue(r.callerKey())
 	ip, obj := index.CapValue(r.CallerIPAddress), index.CapValue(r.ObjectName)
 	var keys [][6]string
-	if isSensitive(r.OperationName) && r.Status >= 200 && r.Status <= 299 {
+	if a.want[KindSensitiveOperation] && isSensitive(r.OperationName) && r.Status >= 200 && r.Status <= 299 {
 		keys = append(keys, [6]string{KindSensitiveOperation, r.Vault, r.OperationName, caller, ip, obj})
 	}
-	if (r.Status == 401 || r.Status == 403) && !(r.OperationName == "Authentication" && r.Status == 401) {
+	if a.want[KindRefusedAccess] && (r.Status == 401 || r.Status == 403) && !(r.OperationName == "Authentication" && r.Status == 401) {
 		keys = append(keys, [6]string{KindRefusedAccess, caller, ip})
 	}
-	if tlsBelow12(r.TLSVersion) {
+	if a.want[KindOldTLS] && tlsBelow12(r.TLSVersion) {
 		keys = append(keys, [6]string{KindOldTLS, r.Vault, index.CapValue(r.TLSVersion), caller, ip})
 	}
-	if r.DurationMs != nil && float64(*r.DurationMs) > slowMs {
+	if a.want[KindSlowRequests] && r.DurationMs != nil && float64(*r.DurationMs) > slowMs {
 		keys = append(keys, [6]string{KindSlowRequests, r.OperationName, r.Vault})
 	}
 	a.mu.Lock()
