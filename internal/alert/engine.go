@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,12 +24,13 @@ import (
 // When it evaluates: after each BlobTrigger that indexed records (the
 // blob's vault, the days its records can lie in), and on every CatchUp
 // tick (every vault's recent days, and the days of the blobs the tick
-// read). A vault-day is evaluated only when its request total (from the
-// per-hour counts) or the tuning changed since its last complete
-// evaluation, which the state table records: so a tick costs one small
-// counts read per vault-day when nothing happened, an evaluation that
-// failed is done again by the next tick, and a vault that went quiet is
-// still finished. See README "Alerts" for why not a timer of its own.
+// read). A vault-day is evaluated only when its hourly request totals
+// (from the per-hour counts) or the tuning changed since its last
+// complete evaluation, which the state table records: so a tick costs one
+// small counts read per vault-day when nothing happened, an evaluation
+// that failed is done again by the next tick, and a vault that went quiet
+// is still finished. An evaluation reads what changed (evaluateDay). See
+// README "Alerts" for why not a timer of its own.
 type Engine struct {
 	Querier *query.Querier
 	Store   *Store
@@ -262,25 +264,57 @@ func (e *Engine) Evaluate(ctx context.Context, pairs []VaultDay) Report {
 	return rep
 }
 
-// dayTotal is the vault-day's request count from the per-hour counts.
-func (e *Engine) dayTotal(ctx context.Context, p VaultDay) (int64, error) {
+// dayHours are the vault-day's request totals by hour (hour 0 first)
+// and their sum, from the per-hour counts: one read.
+func (e *Engine) dayHours(ctx context.Context, p VaultDay) ([]int64, int64, error) {
 	st, err := e.Querier.Stats(ctx, &query.StatsQuery{
 		Selector: query.Selector{Vault: p.Vault},
 		Window:   query.Window{From: p.Day, To: p.Day.Add(24 * time.Hour)},
-		By:       query.ByDay, Limit: 10,
+		By:       query.ByHour, Limit: 24,
 	})
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	return st.Total, nil
+	hours := make([]int64, 24)
+	for _, g := range st.Groups {
+		t, err := time.Parse(time.RFC3339, g.Key)
+		if err != nil || !utcDay(t).Equal(p.Day) {
+			return nil, 0, fmt.Errorf("counts answered hour %q outside the day", g.Key)
+		}
+		hours[t.Hour()] += g.Count
+	}
+	return hours, st.Total, nil
 }
 
-// detectionsQuery is the vault-day's query under the tuning.
+// changedHours are the hours of day whose totals differ between prev and
+// cur, as windows of consecutive hours (non-nil, empty when none).
+func changedHours(day time.Time, prev, cur []int64) []query.Window {
+	out := []query.Window{}
+	for h := 0; h < 24; h++ {
+		if prev[h] == cur[h] {
+			continue
+		}
+		from := day.Add(time.Duration(h) * time.Hour)
+		if n := len(out); n > 0 && out[n-1].To.Equal(from) {
+			out[n-1].To = from.Add(time.Hour)
+			continue
+		}
+		out = append(out, query.Window{From: from, To: from.Add(time.Hour)})
+	}
+	return out
+}
+
+// detectionsQuery is the vault-day's query under the tuning: the kinds
+// that alert, over the whole day.
 func (e *Engine) detectionsQuery(p VaultDay) *query.DetectionsQuery {
 	dq := &query.DetectionsQuery{
 		Vault:  p.Vault,
 		Window: query.Window{From: p.Day, To: p.Day.Add(24 * time.Hour)},
 		SlowMs: query.DefaultSlowMs,
+		Kinds:  e.Tuning.Enabled(),
+	}
+	if dq.Kinds == nil {
+		dq.Kinds = []string{} // none: nil would be every kind
 	}
 	dq.Threshold = int(e.Tuning.Kind(query.KindMassRetrieval).Threshold)
 	if k := e.Tuning.Kind(query.KindSlowRequests); k.SlowMs > 0 {
@@ -290,6 +324,19 @@ func (e *Engine) detectionsQuery(p VaultDay) *query.DetectionsQuery {
 	return dq
 }
 
+// evaluateDay evaluates one vault-day, if it changed since its last
+// complete evaluation, and hands each new alert to deliver.
+//
+// What it reads is proportional to what is new. The event-scanned kinds
+// (query.EventKinds) read only the hours whose totals changed since the
+// last complete evaluation under the same tuning (the whole day when
+// there is none): records arrive late into earlier hours (HAZARDS 4), and
+// a late record changes its own hour's total, so its hour is read again.
+// A finding's id is per day, so a finding those hours show that was
+// alerted already needs nothing more; one that was not is judged on them
+// alone, or, when its kind's threshold or allow-list needs the day's
+// count (wholeDay), on the whole day of its kind. Mass retrieval skips
+// the callers alerted already; it and the anomaly read the counts.
 func (e *Engine) evaluateDay(ctx context.Context, p VaultDay, deliver func(*Record, *Alert)) (rep Report) {
 	fail := func(what string, err error) Report {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%s %s: %s: %v", p.Vault, p.Day.Format(time.DateOnly), what, err))
@@ -297,67 +344,140 @@ func (e *Engine) evaluateDay(ctx context.Context, p VaultDay, deliver func(*Reco
 			slog.String("vault", p.Vault), slog.String("day", p.Day.Format(time.DateOnly)), slog.String("step", what), slog.String("error", err.Error()))
 		return rep
 	}
-	total, err := e.dayTotal(ctx, p)
+	hours, total, err := e.dayHours(ctx, p)
 	if err != nil {
 		return fail("read counts", err)
 	}
 	if total == 0 {
 		return rep
 	}
-	prev, hash, err := e.Store.Evaluated(ctx, p.Vault, p.Day)
+	prev, err := e.Store.Evaluated(ctx, p.Vault, p.Day)
 	if err != nil {
 		return fail("read state", err)
 	}
-	if prev == total && hash == e.Tuning.Hash() {
-		rep.Unchanged++
-		return rep
+	tuning := e.Tuning.Hash()
+	if prev != nil && prev.Tuning == tuning {
+		// A row without hours (an earlier kvaudit's) says its total only.
+		if prev.Hours != nil && slices.Equal(prev.Hours, hours) || prev.Hours == nil && prev.Total == total {
+			rep.Unchanged++
+			return rep
+		}
 	}
 	rep.Evaluated++
-	d, err := e.Querier.Detections(ctx, e.detectionsQuery(p))
-	if err != nil {
-		return fail("detections", err)
-	}
 	existing, err := e.Store.Existing(ctx, p.Day)
 	if err != nil {
 		return fail("read alerts", err)
 	}
 	day := p.Day.Format(time.DateOnly)
+	alerted := func(f *query.Finding) bool {
+		subject, window := subjectOf(f, day)
+		return existing[FindingID(f.Kind, p.Vault, subject, window)]
+	}
+	dq := e.detectionsQuery(p)
+	dq.Skip = alerted
+	if prev != nil && prev.Tuning == tuning && prev.Hours != nil {
+		dq.EventWindows = changedHours(p.Day, prev.Hours, hours)
+	}
+	d, err := e.Querier.Detections(ctx, dq)
+	if err != nil {
+		return fail("detections", err)
+	}
 	now := e.now()
+	var whole []string // event-scanned kinds to judge on the whole day
 	for _, f := range d.Findings {
 		k := e.Tuning.Kind(f.Kind)
-		if !k.Enabled {
+		if dq.EventWindows != nil && slices.Contains(query.EventKinds, f.Kind) && !alerted(&f) && wholeDay(&f, k) {
+			if !slices.Contains(whole, f.Kind) {
+				whole = append(whole, f.Kind)
+			}
 			continue
 		}
-		a := newAlert(f, p.Vault, day, k.Severity, e.PageURL, now)
-		if existing[a.ID] {
-			continue
-		}
-		quiet, err := e.suppressed(ctx, &f, p, a.Window, k)
-		if err != nil {
-			return fail("allow-list", err)
-		}
-		if quiet {
-			rep.Suppressed++
-			continue
-		}
-		r, won, err := e.Store.Claim(ctx, a, e.SinkNames(), e.owner, now)
-		if err != nil {
-			return fail("claim", err)
-		}
-		if !won {
-			continue // another invocation found it first
-		}
-		rep.Alerts++
-		e.log().Info("alert", slog.String("id", a.ID), slog.String("kind", a.Kind), slog.String("vault", a.Vault),
-			slog.String("window", a.Window), slog.String("severity", a.Severity), slog.Int64("count", f.Count))
-		if len(e.Sinks) > 0 {
-			deliver(r, a)
+		if step, err := e.consider(ctx, p, f, k, existing, now, &rep, deliver); err != nil {
+			return fail(step, err)
 		}
 	}
-	if err := e.Store.SetEvaluated(ctx, p.Vault, p.Day, total, e.Tuning.Hash(), now); err != nil {
+	if len(whole) > 0 {
+		dq := e.detectionsQuery(p)
+		dq.Kinds = whole
+		d, err := e.Querier.Detections(ctx, dq)
+		if err != nil {
+			return fail("detections", err)
+		}
+		for _, f := range d.Findings {
+			if step, err := e.consider(ctx, p, f, e.Tuning.Kind(f.Kind), existing, now, &rep, deliver); err != nil {
+				return fail(step, err)
+			}
+		}
+	}
+	if err := e.Store.SetEvaluated(ctx, p.Vault, p.Day, Evaluation{Total: total, Hours: hours, Tuning: tuning}, now); err != nil {
 		return fail("record evaluation", err)
 	}
 	return rep
+}
+
+// consider alerts finding f of kind k unless it is alerted already (in
+// existing, or claimed meanwhile by another invocation) or kept quiet by
+// the tuning; a new alert is handed to deliver. On error it says which
+// step failed; the evaluation is then not recorded, and done again.
+func (e *Engine) consider(ctx context.Context, p VaultDay, f query.Finding, k Kind, existing map[string]bool, now time.Time, rep *Report, deliver func(*Record, *Alert)) (string, error) {
+	if !k.Enabled {
+		return "", nil
+	}
+	a := newAlert(f, p.Vault, p.Day.Format(time.DateOnly), k.Severity, e.PageURL, now)
+	if existing[a.ID] {
+		return "", nil
+	}
+	quiet, err := e.suppressed(ctx, &f, p, a.Window, k)
+	if err != nil {
+		return "allow-list", err
+	}
+	if quiet {
+		rep.Suppressed++
+		return "", nil
+	}
+	r, won, err := e.Store.Claim(ctx, a, e.SinkNames(), e.owner, now)
+	if err != nil {
+		return "claim", err
+	}
+	if !won {
+		return "", nil // another invocation found it first
+	}
+	rep.Alerts++
+	e.log().Info("alert", slog.String("id", a.ID), slog.String("kind", a.Kind), slog.String("vault", a.Vault),
+		slog.String("window", a.Window), slog.String("severity", a.Severity), slog.Int64("count", f.Count))
+	if len(e.Sinks) > 0 {
+		deliver(r, a)
+	}
+	return "", nil
+}
+
+// wholeDay reports whether a finding of an event-scanned kind that the
+// changed hours show, and that is not alerted yet, must be judged on the
+// whole day rather than on those hours: when its kind has a threshold
+// (the hours' count may stay under it where the day's passes it), or
+// when an allow-list entry other than its own caller applies to it
+// (suppressed counts the caller's events of the whole day by that entry
+// against the finding's count). Otherwise the hours decide alone, and
+// their finding is the day's: the other hours were judged by an earlier
+// complete evaluation under the same tuning, which would have claimed
+// the finding had they held any of its events (a count above 0 alerts,
+// and an entry naming the caller quiets it whatever its count).
+func wholeDay(f *query.Finding, k Kind) bool {
+	if k.Threshold > 0 {
+		return true
+	}
+	if f.Caller == "" || f.Caller == "-" {
+		return false
+	}
+	for _, entry := range k.Allow {
+		if strings.ToLower(strings.TrimSpace(entry.ID)) == f.Caller {
+			continue
+		}
+		if _, ok := kindFilter(f, nil); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // kindFilter is what query counts toward a kind's findings, for

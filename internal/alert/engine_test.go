@@ -85,7 +85,7 @@ func TestExactlyOnce(t *testing.T) {
 	}
 	// A retried invocation: the evaluation is done again from scratch
 	// (its record lost), by another process.
-	if err := eng.Store.SetEvaluated(ctx, "av1", testDay, 0, "", time.Now()); err != nil {
+	if err := eng.Store.SetEvaluated(ctx, "av1", testDay, Evaluation{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	other := e.engine("", webhook(t, r))
@@ -395,7 +395,7 @@ func TestEveryKindOnce(t *testing.T) {
 	if kinds[query.KindAccessAnomaly] != 4 || total.Alerts != len(ids) {
 		t.Fatalf("kinds %v, %d claimed, %d delivered", kinds, total.Alerts, len(ids))
 	}
-	if err := e.engine(all).Store.SetEvaluated(context.Background(), "av1", testDay, 0, "", time.Now()); err != nil {
+	if err := e.engine(all).Store.SetEvaluated(context.Background(), "av1", testDay, Evaluation{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if rep := e.engine(all, webhook(t, r)).Evaluate(context.Background(), []VaultDay{day}); rep.Evaluated != 1 || rep.Alerts != 0 {

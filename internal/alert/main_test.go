@@ -79,12 +79,12 @@ func (r rec) line(i int) []byte {
 
 // env is a private index in the shared Azurite, loaded through ingest.
 type env struct {
-	t  *testing.T
+	t  testing.TB
 	ix *ingesttest.Env
 	q  *query.Querier
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	ix := ingesttest.New(t)
 	return &env{t: t, ix: ix, q: &query.Querier{Tables: ix.Tables}}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -374,49 +375,98 @@ func sortNewest(rs []*Record) {
 }
 
 // evalRow is what the last complete evaluation of a vault-day saw: the
-// day's request total (from the counts) and the tuning. Partition
-// "e|YYYYMMDD", RowKey the vault's key part.
+// day's request total and its 24 hourly totals (from the counts), and the
+// tuning. Partition "e|YYYYMMDD", RowKey the vault's key part.
 type evalRow struct {
 	PartitionKey string `json:"PartitionKey"`
 	RowKey       string `json:"RowKey"`
 	Total        string `json:"Total"`
+	Hours        string `json:"Hours,omitempty"` // 24 decimal totals, comma-separated
 	Tuning       string `json:"Tuning"`
 	At           string `json:"At"`
 }
 
-// Evaluated returns the total and tuning hash the vault-day was last
-// evaluated at ("" when never).
-func (s *Store) Evaluated(ctx context.Context, vault string, day time.Time) (total int64, tuning string, err error) {
+// Evaluation is what the last complete evaluation of a vault-day saw.
+type Evaluation struct {
+	Total int64
+	// Hours are the day's hourly request totals, hour 0 first: 24 numbers,
+	// or nil when the row holds none that can be trusted (a row of an
+	// earlier kvaudit, or one not of our writing) — then the whole day
+	// is evaluated again.
+	Hours  []int64
+	Tuning string
+}
+
+// maxHoursText bounds the Hours property read back: 24 numbers of at
+// most 19 digits and their commas. A longer value is not ours.
+const maxHoursText = 24*19 + 23
+
+// parseHours reads an evalRow's Hours: exactly 24 non-negative decimal
+// numbers, else nil.
+func parseHours(s string) []int64 {
+	if s == "" || len(s) > maxHoursText {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) != 24 {
+		return nil
+	}
+	out := make([]int64, 24)
+	for i, p := range parts {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 0 {
+			return nil
+		}
+		out[i] = n
+	}
+	return out
+}
+
+func formatHours(hours []int64) string {
+	if len(hours) != 24 {
+		return ""
+	}
+	parts := make([]string, 24)
+	for i, n := range hours {
+		parts[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Evaluated returns what the vault-day's last complete evaluation saw;
+// nil when it was never evaluated or its row is unreadable (evaluate
+// again).
+func (s *Store) Evaluated(ctx context.Context, vault string, day time.Time) (*Evaluation, error) {
 	var resp aztables.GetEntityResponse
-	err = s.do(ctx, func() error {
+	err := s.do(ctx, func() error {
 		var err error
 		resp, err = s.client().GetEntity(ctx, "e|"+day.UTC().Format(index.DayLayout), index.EncodeKeyPart(vault), nil)
 		return azstore.Classify(err)
 	})
 	if errors.Is(err, azstore.ErrNotFound) {
-		return -1, "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return -1, "", fmt.Errorf("alert: read evaluation of %s: %w", vault, err)
+		return nil, fmt.Errorf("alert: read evaluation of %s: %w", vault, err)
 	}
 	var row evalRow
 	if err := json.Unmarshal(resp.Value, &row); err != nil {
-		return -1, "", nil // unreadable: evaluate again
+		return nil, nil
 	}
 	n, err := strconv.ParseInt(row.Total, 10, 64)
 	if err != nil {
-		return -1, "", nil
+		return nil, nil
 	}
-	return n, row.Tuning, nil
+	return &Evaluation{Total: n, Hours: parseHours(row.Hours), Tuning: row.Tuning}, nil
 }
 
-// SetEvaluated records that the vault-day was evaluated at total under
-// tuning. An upsert: two evaluations racing may leave the older total,
-// which only makes the next sweep evaluate once more.
-func (s *Store) SetEvaluated(ctx context.Context, vault string, day time.Time, total int64, tuning string, now time.Time) error {
+// SetEvaluated records that the vault-day was evaluated completely as ev
+// says. An upsert: two evaluations racing may leave the older totals,
+// which only makes the next sweep evaluate again the hours they differ in.
+func (s *Store) SetEvaluated(ctx context.Context, vault string, day time.Time, ev Evaluation, now time.Time) error {
 	body, _ := json.Marshal(evalRow{
 		PartitionKey: "e|" + day.UTC().Format(index.DayLayout), RowKey: index.EncodeKeyPart(vault),
-		Total: strconv.FormatInt(total, 10), Tuning: tuning, At: now.UTC().Format(time.RFC3339),
+		Total: strconv.FormatInt(ev.Total, 10), Hours: formatHours(ev.Hours), Tuning: ev.Tuning, At: now.UTC().Format(time.RFC3339),
 	})
 	err := s.do(ctx, func() error {
 		_, err := s.client().UpsertEntity(ctx, body, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})

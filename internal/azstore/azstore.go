@@ -109,14 +109,25 @@ type Clients struct {
 // paths lower it.
 var maxRetries int32 = 5
 
+// DefaultTryTimeout is how long one try of a request may take when the
+// setting StorageTryTimeoutSeconds is not given. azcore's try timeout runs
+// until the response body is closed, not until its headers arrive
+// (runtime/policy_retry.go, contextCancelReadCloser), so it bounds a whole
+// blob range read too: 60 s for at most 4 MiB.
+const DefaultTryTimeout = 60 * time.Second
+
 // clientOptions: azcore's retry policy (exponential, honours Retry-After on
-// 429/503) instead of hand-written loops, 401/403 turned into an
-// *AuthError naming a's setting, and the shared transport.
-func clientOptions(a config.Account, service string) azcore.ClientOptions {
+// 429/503) instead of hand-written loops, each try bounded by tryTimeout
+// (DefaultTryTimeout when 0), 401/403 turned into an *AuthError naming a's
+// setting, and the shared transport.
+func clientOptions(a config.Account, service string, tryTimeout time.Duration) azcore.ClientOptions {
+	if tryTimeout <= 0 {
+		tryTimeout = DefaultTryTimeout
+	}
 	return azcore.ClientOptions{
 		Retry: policy.RetryOptions{
 			MaxRetries:    maxRetries,
-			TryTimeout:    60 * time.Second,
+			TryTimeout:    tryTimeout,
 			RetryDelay:    200 * time.Millisecond,
 			MaxRetryDelay: 10 * time.Second,
 		},
@@ -213,12 +224,15 @@ func (c accountCredential) GetToken(ctx context.Context, opts policy.TokenReques
 	return tok, err
 }
 
-// NewBlobClient builds the blob service client for a. It does no network I/O.
-func NewBlobClient(a config.Account) (*azblob.Client, error) {
+// NewBlobClient builds the blob service client for a, its requests tried
+// for DefaultTryTimeout each. It does no network I/O.
+func NewBlobClient(a config.Account) (*azblob.Client, error) { return newBlobClient(a, 0) }
+
+func newBlobClient(a config.Account, tryTimeout time.Duration) (*azblob.Client, error) {
 	if a.BlobURL == "" {
 		return nil, fmt.Errorf("azstore: %s has no blob endpoint", a.Setting)
 	}
-	opts := &azblob.ClientOptions{ClientOptions: clientOptions(a, "blob")}
+	opts := &azblob.ClientOptions{ClientOptions: clientOptions(a, "blob", tryTimeout)}
 	switch {
 	case a.Identity:
 		cred, err := credential(a)
@@ -237,12 +251,15 @@ func NewBlobClient(a config.Account) (*azblob.Client, error) {
 	}
 }
 
-// NewTableClient builds the table service client for a. It does no network I/O.
-func NewTableClient(a config.Account) (*aztables.ServiceClient, error) {
+// NewTableClient builds the table service client for a, its requests tried
+// for DefaultTryTimeout each. It does no network I/O.
+func NewTableClient(a config.Account) (*aztables.ServiceClient, error) { return newTableClient(a, 0) }
+
+func newTableClient(a config.Account, tryTimeout time.Duration) (*aztables.ServiceClient, error) {
 	if a.TableURL == "" {
 		return nil, fmt.Errorf("azstore: %s has no table endpoint", a.Setting)
 	}
-	opts := &aztables.ClientOptions{ClientOptions: clientOptions(a, "table")}
+	opts := &aztables.ClientOptions{ClientOptions: clientOptions(a, "table", tryTimeout)}
 	switch {
 	case a.Identity:
 		cred, err := credential(a)
@@ -261,14 +278,15 @@ func NewTableClient(a config.Account) (*aztables.ServiceClient, error) {
 	}
 }
 
-// New builds the clients of every account from the settings. It does no
-// network I/O, so it is cheap enough for start-up.
+// New builds the clients of every account from the settings, their
+// requests tried for s.TryTimeout each. It does no network I/O, so it is
+// cheap enough for start-up.
 func New(s *config.Settings) (*Clients, error) {
-	b, err := NewBlobClient(s.Logs)
+	b, err := newBlobClient(s.Logs, s.TryTimeout)
 	if err != nil {
 		return nil, err
 	}
-	t, err := NewTableClient(s.Index)
+	t, err := newTableClient(s.Index, s.TryTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +296,7 @@ func New(s *config.Settings) (*Clients, error) {
 			c.Logs[l.Name] = b
 			continue
 		}
-		if c.Logs[l.Name], err = NewBlobClient(l.Account); err != nil {
+		if c.Logs[l.Name], err = newBlobClient(l.Account, s.TryTimeout); err != nil {
 			return nil, err
 		}
 	}

@@ -216,3 +216,34 @@ func TestConnectionsAreKeptForReuse(t *testing.T) {
 		t.Errorf("two waves of %d requests dialled %d connections, want %d (the second wave reusing the first's)", inFlight, dialled, inFlight)
 	}
 }
+
+// The clients New builds give up a try after the setting's try timeout,
+// the response body included: a body that stalls fails as a deadline
+// (under the default 60 s it would end short after the server's 30 s).
+func TestNewAppliesTryTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.Header().Set("x-ms-blob-type", "AppendBlob")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "partial") //nolint:errcheck // a test server
+		w.(http.Flusher).Flush()
+		select { // the rest never comes, until the client gives up
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+	}))
+	defer srv.Close()
+	acct := config.Account{Setting: config.SettingLogsStorage, Name: "acct", Key: config.DevAccountKey, BlobURL: srv.URL + "/acct", TableURL: srv.URL + "/acct"}
+	clients, err := New(&config.Settings{Logs: acct, Index: acct, TryTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := clients.Blob.DownloadStream(context.Background(), "c", "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("reading a stalled body: %v, want the try's deadline", err)
+	}
+}

@@ -50,6 +50,7 @@ const (
 	// SettingLogsAccounts the other logs accounts (see logs.go).
 	SettingLogsRegion   = "AuditLogsRegion"
 	SettingLogsAccounts = "AuditLogsAccounts"
+	SettingTryTimeout   = "StorageTryTimeoutSeconds"
 
 	// Alerts (internal/alert). The URLs and the secret may be Key Vault
 	// references in app settings: the platform resolves them before the
@@ -109,7 +110,7 @@ func Names() []string {
 		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
-		SettingTriggerBudget, SettingEventBudget, SettingLogsRegion, SettingLogsAccounts,
+		SettingTriggerBudget, SettingEventBudget, SettingLogsRegion, SettingLogsAccounts, SettingTryTimeout,
 		SettingAlertTuning, SettingAlertWebhookURL, SettingAlertWebhookSecret, SettingAlertTeamsURL,
 		SettingAlertEventGridTopic, SettingAlertEventGridClient, SettingAlertPageURL, SettingWebsiteHostname,
 	}
@@ -215,6 +216,11 @@ type Settings struct {
 	Port            int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
 	StartedAt       time.Time     // when the settings were read
 	RequestTimeout  time.Duration // per storage call, default 30 s
+
+	// TryTimeout is how long one try of a storage request may take, its
+	// response body included, before the client gives it up and tries
+	// again (azcore's policy.RetryOptions.TryTimeout), default 60 s.
+	TryTimeout time.Duration
 
 	Alerts AlertSettings
 }
@@ -327,6 +333,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		CatchUpBudget:     4 * time.Minute,
 		BlobTriggerBudget: 5 * time.Minute,
 		EventGridBudget:   20 * time.Second,
+		TryTimeout:        time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
 		StartedAt:         time.Now(),
@@ -335,6 +342,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
 	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
 	eventSeconds := int(s.EventGridBudget / time.Second)
+	trySeconds := int(s.TryTimeout / time.Second)
 
 	var err error
 	if s.Logs, err = readAccount(SettingLogsStorage, get); err != nil {
@@ -375,6 +383,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
 		// Past 25 s Event Grid's 30 s wait would run out mid-chunk.
 		{SettingEventBudget, &eventSeconds, 1, 25},
+		{SettingTryTimeout, &trySeconds, 1, 600},
 	}
 	for _, in := range ints {
 		v := get(in.name)
@@ -396,6 +405,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		errs = append(errs, lerrs...)
 		s.LogsAccounts = accounts
 	}
+	s.TryTimeout = time.Duration(trySeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
 		if err := checkSchedule(v); err != nil { // schedule.go
 			errs = append(errs, fmt.Errorf("%s=%q: %w; want a six-field NCRONTAB expression (second minute hour day month day-of-week, as 0 */2 * * * *) or a TimeSpan (00:05:00, 1.00:00:00)", SettingCatchUpSchedule, v, err))

@@ -101,6 +101,29 @@ func TestFromLookup(t *testing.T) {
 			wantErr: []string{"BlobTriggerBudgetSeconds=\"4\": want a whole number from 5 to 3600"},
 		},
 		{
+			name: "storage try timeout",
+			env:  map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTryTimeout: "5"},
+			check: func(t *testing.T, s *Settings) {
+				if s.TryTimeout != 5*time.Second {
+					t.Errorf("TryTimeout = %v, want 5s", s.TryTimeout)
+				}
+			},
+		},
+		{
+			name: "storage try timeout by default",
+			env:  map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true"},
+			check: func(t *testing.T, s *Settings) {
+				if s.TryTimeout != time.Minute {
+					t.Errorf("TryTimeout = %v, want 1m0s", s.TryTimeout)
+				}
+			},
+		},
+		{
+			name:    "storage try timeout out of range",
+			env:     map[string]string{SettingLogsStorage: "UseDevelopmentStorage=true", SettingTryTimeout: "0"},
+			wantErr: []string{"StorageTryTimeoutSeconds=\"0\": want a whole number from 1 to 600"},
+		},
+		{
 			name:    "malformed connection string",
 			env:     map[string]string{SettingLogsStorage: "this is not one"},
 			wantErr: []string{"AuditLogsStorage: connection string: a part has no '='"},

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/index"
 )
 
@@ -171,6 +173,68 @@ func TestReadCutWhileBlobGrows(t *testing.T) {
 		t.Fatal("the read was not cut: the handler read fewer than 256 KiB in its first blob read")
 	}
 	longRead(t, e, "read cut mid-body while the blob grows", "first blob read reset after 256 KiB, 300 records appended meanwhile", status, logs, err)
+}
+
+// TestSlowTablesDoNotFailBlobRead indexes a blob of three 4 MiB ranges
+// while every table request waits 400 ms in the proxy, with the storage
+// client's try timeout lowered to 1 s (StorageTryTimeoutSeconds) and 2
+// transactions in flight (IngestConcurrency): writing one range's rows
+// takes many try timeouts, as it does in Azure when the table endpoint
+// throttles, or in Azurite under the handler's own writes (issue 15, item
+// 8). A range whose body stayed open while its rows were written was cut
+// by the try timeout at every read after it, four times, and the
+// invocation failed with 503. It must complete with 200 in one
+// invocation, every record indexed once.
+func TestSlowTablesDoNotFailBlobRead(t *testing.T) {
+	slowTables(t, "blob read while table writes are slow", 2500, 3300, 2, 400*time.Millisecond)
+}
+
+// slowTables writes records (of about 700 bytes plus pad) to one blob and
+// indexes it with writers transactions in flight, each table request
+// delayed by delay.
+func slowTables(t *testing.T, name string, records, pad, writers int, delay time.Duration) {
+	e := newEnv(t, nil)
+	e.settings[config.SettingTryTimeout] = "1"
+	e.settings[config.SettingIngestWriters] = strconv.Itoa(writers)
+	blob := e.blob(0)
+	e.append(blob, true, 0, records, pad)
+	var slowed atomic.Bool
+	slowed.Store(true)
+	e.table.before = func(x *exchange) {
+		if !slowed.Load() {
+			return
+		}
+		select {
+		case <-time.After(delay):
+		case <-x.Req.Context().Done():
+		}
+	}
+	e.startHandler()
+	ctx, cancel := context.WithTimeout(context.Background(), invocationLimit)
+	defer cancel()
+	status, logs, err := e.invokeBlob(ctx, blob)
+	slowed.Store(false)
+	breq, bfail := e.blobs.stats()
+	e.step("invocation: %d %v %s; %d blob requests (%d failed)", status, err, brief(logs), breq, bfail)
+
+	off, tries, lastErr, cerr := e.checkpoint(context.Background(), blob)
+	var problems []string
+	if err != nil || status != 200 {
+		problems = append(problems, fmt.Sprintf("invocation answered %d: %v %s", status, err, brief(logs)))
+	}
+	if off != e.lengths[blob] || tries != 0 || cerr != nil {
+		problems = append(problems, fmt.Sprintf("one invocation did not index the blob: checkpoint %d of %d, tries %d, error %q (%v)", off, e.lengths[blob], tries, lastErr, cerr))
+	}
+	e.settle()
+	v := e.finish(name, fmt.Sprintf("%d records (%.1f MiB), every table request +%v, try timeout 1 s, %d transactions in flight",
+		records, float64(e.lengths[blob])/(1<<20), delay, writers), emulatorLoss{},
+		fmt.Sprintf("first invocation: %d, checkpoint %d of %d; %d blob requests", status, off, e.lengths[blob], breq))
+	for _, p := range problems {
+		t.Errorf("%s: %s", name, p)
+	}
+	if len(problems) > 0 && v.ok() {
+		markFailed(name)
+	}
 }
 
 // longRead checks the invocation whose read was disturbed: it must have

@@ -56,9 +56,16 @@ const (
 	// compression; DEFLATE cannot grow them by more than a few bytes per
 	// 64 KiB block, so the column stays near 64 KiB (two binary parts).
 	maxPostingRaw = 64 << 10
-	// maxEntriesPerRow bounds the entries of one row (and so what a reader
-	// allocates for one): N is checked against it before decoding.
+	// maxEntriesPerRow bounds the entries of one row a reader decodes (and
+	// so what it allocates for one): N is checked against it first. Rows
+	// written before maxEntriesWritten hold up to this many.
 	maxEntriesPerRow = 20000
+	// maxEntriesWritten bounds the entries of a row written now: a row's
+	// entries are consecutive in time (T0…T1), so the fewer a row holds
+	// the less a page reads of a key flooded within one hour — a page
+	// decodes the rows whose span meets what it needs, and a thousand
+	// entries is ~10–250 KB before compression.
+	maxEntriesWritten = 1000
 	// maxPostingInflate is what a reader inflates of one row at most:
 	// rows written before maxPostingRaw (up to maxEntriesPerRow entries
 	// with their strings) took up to a few MiB.
@@ -107,7 +114,7 @@ func (p *Postings) Add(rec *parse.Record, sourceID string) {
 		Object: CapValue(rec.ObjectName), Client: CapValue(rec.ClientInfo),
 	}
 	add := func(kind, key string) {
-		k := postingKey{kind, EncodeKeyPart(key), day, hour, sourceID}
+		k := postingKey{kind, PostingKeyPart(key), day, hour, sourceID}
 		p.m[k] = append(p.m[k], e)
 	}
 	var seen [3]string
@@ -126,6 +133,12 @@ func (p *Postings) Add(rec *parse.Record, sourceID string) {
 		add(KindObject, rec.ObjectName)
 	}
 }
+
+// PostingKeyPart is the key part of a lookup value in Postings RowKeys:
+// EncodeKeyPart of its CapValue, so that a value and its capped form (as
+// stats and findings name a value over MaxEntryValue bytes) find the same
+// rows.
+func PostingKeyPart(v string) string { return EncodeKeyPart(CapValue(v)) }
 
 // PostingHourPrefix is the start of the RowKeys of key's posting rows of
 // one record hour (0–23) of their partition's day: "<key>|h<23-hour>|".
@@ -186,8 +199,11 @@ func ParsePostingRK(rk string) (PostingRK, bool) {
 // for the chunk starting at blob offset chunkStart, and forgets them. The
 // keys depend only on the lineage, the record hour, the chunk's start and
 // the lookup key, so reading the same chunk again writes the same rows.
-// Entries that do not fit one row (maxEntriesPerRow, maxPostingRaw) go on
-// in rows "-1", "-2" … of the same chunk.
+// Entries that do not fit one row (maxEntriesWritten, maxPostingRaw) go on
+// in rows "-1", "-2" … of the same chunk, older entries in later parts.
+// Each row says the span of its entries: T0 and T1, the inverted ticks of
+// its newest and oldest (19 digits, so that they compare as strings),
+// which a reader's filter and order use to skip rows.
 func (p *Postings) Rows(dst []Entity, chunkStart int64) []Entity {
 	keys := make([]postingKey, 0, len(p.m))
 	for k := range p.m {
@@ -230,6 +246,7 @@ func (p *Postings) Rows(dst []Entity, chunkStart int64) []Entity {
 			b = strconv.AppendInt(b, Layout, 10)
 			b = append(b, `,"N":`...)
 			b = strconv.AppendInt(b, int64(n), 10)
+			b = fmt.Appendf(b, `,"T0":"%019d","T1":"%019d"`, es[0].InvTicks, es[n-1].InvTicks)
 			b = appendBinary(b, PropPostings, payload)
 			b = append(b, '}')
 			dst = append(dst, Entity{Table: TablePostings, PK: pk, RK: rk, Body: b})
@@ -267,7 +284,7 @@ func (pe *postingEncoder) reset() {
 func (pe *postingEncoder) fill(es []Entry) int {
 	pe.reset()
 	for i := range es {
-		if pe.n == maxEntriesPerRow {
+		if pe.n == maxEntriesWritten {
 			break
 		}
 		// What this entry adds: its varints (at most 3×10 + 6×10 bytes)
@@ -374,9 +391,11 @@ func DecodePosting(dst []Entry, b []byte, want int) ([]Entry, error) {
 		return v
 	}
 	// Every string takes at least its length byte: a count above what is
-	// left is a lie.
+	// left is a lie. And every string is one an entry names (at most 6 an
+	// entry): a table of more, empty strings say, would cost 16 bytes of
+	// header for each byte of the row.
 	nstr := next()
-	if p == nil || nstr > uint64(len(p)) {
+	if p == nil || nstr > uint64(len(p)) || nstr > 6*maxEntriesPerRow || want >= 0 && nstr > 6*uint64(want) {
 		return dst, errCorruptPosting
 	}
 	strs := make([]string, 1, nstr+1)
@@ -441,6 +460,7 @@ type PostingRow struct {
 	RowKey     string `json:"RowKey"`
 	V          *int   `json:"V"`
 	N          *int   `json:"N"`
+	T0, T1     string // the span of the entries, inverted ticks; "" on rows written before
 	P          []byte `json:"P"`
 	P1, P2, P3 []byte
 	P4, P5, P6 []byte

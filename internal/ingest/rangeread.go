@@ -13,9 +13,10 @@ import (
 	"github.com/kvaudit/kvaudit/internal/azstore"
 )
 
-// defaultRangeBytes is how much one ranged GET asks for: small enough that
-// its body arrives well inside azcore's 60 s try timeout, large enough that
-// the requests cost little beside the rows they produce.
+// defaultRangeBytes is how much one ranged GET asks for, and the size of
+// the one buffer a read holds: small enough that its body arrives well
+// inside azcore's 60 s try timeout and costs little memory, large enough
+// that the requests cost little beside the rows they produce.
 const defaultRangeBytes = 4 << 20
 
 // maxRangeRetries bounds how often one range is asked for again after its
@@ -29,7 +30,18 @@ const maxRangeRetries = 3
 var errBlobChanged = errors.New("blob changed while reading")
 
 // rangeReader reads [pos, end) of one blob as consecutive ranged GETs of at
-// most size bytes each, streaming each body.
+// most size bytes each. Each range is read whole into one buffer, reused
+// from range to range, before any of its bytes is returned.
+//
+// Reading the range whole is what keeps the read independent of the
+// writes: the parser that consumes these bytes stops whenever the table
+// writer has its transactions in flight, and a body left half-read that
+// long would stay open across them. azcore's try timeout runs until the
+// body is closed, not until its headers arrive (runtime/policy_retry.go,
+// contextCancelReadCloser, azcore v1.23), so a streamed body failed with
+// "context deadline exceeded" once a range's rows took longer to write
+// than the try timeout — slow or throttled tables made the read fail. A
+// try now covers one request and its at most size bytes, at network speed.
 //
 // Azure Monitor's PT1H.json is an append blob: bytes once written never
 // change, so the ranges carry no If-Match (an ETag changes with every
@@ -41,21 +53,63 @@ var errBlobChanged = errors.New("blob changed while reading")
 type rangeReader struct {
 	ctx      context.Context
 	bc       *blob.Client
-	pos, end int64
+	pos, end int64 // pos: the first byte not yet asked for
 	size     int64
 	created  time.Time // the lineage being read; zero: taken from the first response
 
-	etag    *azcore.ETag // set for a blob that is not an append blob
-	typed   bool         // the first response was seen
-	body    io.ReadCloser
-	bodyEnd int64
-	retries int
+	etag  *azcore.ETag // set for a blob that is not an append blob
+	typed bool         // the first response was seen
+	buf   []byte       // the current range; its array is reused
+	next  int          // buf[next:] is not yet returned
 }
 
-// open asks for the next range, from pos.
+// errBodyBroken marks a response body that ended before the bytes its
+// Content-Length promised: the range is asked for again from there.
+var errBodyBroken = errors.New("body broke off")
+
+// open reads the next range, from pos, whole into the buffer, replacing the
+// previous range (which must have been returned). A body that breaks off
+// is asked for again from where it stopped, at most maxRangeRetries times;
+// then the error is azstore.ErrTransient. A blob found changed is
+// errBlobChanged, and none of that range's bytes are returned. On an error
+// pos stays at the range's start, so a later call asks for it again.
 func (r *rangeReader) open() error {
 	n := min(r.size, r.end-r.pos)
-	opts := &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: r.pos, Count: n}}
+	// One buffer per read, of our own size at most, whatever length the
+	// blob claimed. The first range is the largest: later ones are at
+	// most size, and there is a later one only if the first was size.
+	if int64(cap(r.buf)) < n {
+		r.buf = make([]byte, 0, n)
+	}
+	r.buf, r.next = r.buf[:0], 0
+	for retries := 0; ; retries++ {
+		at := r.pos + int64(len(r.buf))
+		err := r.get(at, n-int64(len(r.buf)))
+		if err == nil {
+			break
+		}
+		switch {
+		case !errors.Is(err, errBodyBroken):
+		case r.ctx.Err() != nil:
+			err = r.ctx.Err()
+		case retries == maxRangeRetries:
+			err = fmt.Errorf("%w: read from %d: %w", azstore.ErrTransient, r.pos, err)
+		default:
+			continue
+		}
+		r.buf = r.buf[:0]
+		return err
+	}
+	r.pos += n
+	return nil
+}
+
+// get asks for [at, at+want) and appends its bytes to buf, never more than
+// want of them: the response's Content-Length is checked against want
+// before a byte is read. A body that ends early leaves what it gave in buf
+// and returns errBodyBroken.
+func (r *rangeReader) get(at, want int64) error {
+	opts := &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: at, Count: want}}
 	if r.etag != nil {
 		opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: r.etag}}
 	}
@@ -64,19 +118,20 @@ func (r *rangeReader) open() error {
 		if errors.Is(err, azstore.ErrInvalidRange) || errors.Is(err, azstore.ErrNotFound) || errors.Is(err, azstore.ErrConflict) {
 			return fmt.Errorf("%w: %w", errBlobChanged, err)
 		}
-		return fmt.Errorf("read from %d: %w", r.pos, err)
+		return fmt.Errorf("read from %d: %w", at, err)
 	}
+	defer resp.Body.Close()
 	created := derefTime(resp.CreationTime)
 	switch {
 	case r.created.IsZero():
 		r.created = created
 	case !created.Equal(r.created):
-		resp.Body.Close()
 		return fmt.Errorf("%w: re-created at %s (reading the blob created at %s)", errBlobChanged, created.Format(time.RFC3339), r.created.Format(time.RFC3339))
 	}
-	if got := deref(resp.ContentLength); got != n {
-		resp.Body.Close()
-		return fmt.Errorf("%w: %d bytes at %d, asked for %d", errBlobChanged, got, r.pos, n)
+	// A size read from storage is a claim: anything but what was asked
+	// for means the blob is not the one whose length was seen.
+	if got := deref(resp.ContentLength); got != want {
+		return fmt.Errorf("%w: %d bytes at %d, asked for %d", errBlobChanged, got, at, want)
 	}
 	if !r.typed {
 		r.typed = true
@@ -84,64 +139,40 @@ func (r *rangeReader) open() error {
 			r.etag = resp.ETag
 		}
 	}
-	r.body, r.bodyEnd = resp.Body, r.pos+n
+	start := len(r.buf)
+	m, err := io.ReadFull(resp.Body, r.buf[start:start+int(want)])
+	r.buf = r.buf[:start+m]
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the response promised more
+		}
+		return fmt.Errorf("%w at %d: %w", errBodyBroken, at+int64(m), err)
+	}
 	return nil
 }
 
-// Read reads the blob's bytes in order, opening the next range when one
-// ends. A body that breaks off is asked for again from where it stopped, at
-// most maxRangeRetries times per range; then the error is transient.
+// Read returns the blob's bytes in order, reading the next range whole
+// when the current one has been returned. Its errors are open's.
 func (r *rangeReader) Read(p []byte) (int, error) {
-	for {
+	if r.next == len(r.buf) {
 		if r.pos >= r.end {
 			return 0, io.EOF
 		}
 		if len(p) == 0 {
 			return 0, nil
 		}
-		if r.body == nil {
-			if err := r.open(); err != nil {
-				return 0, err
-			}
-		}
-		n, err := r.body.Read(p[:min(int64(len(p)), r.bodyEnd-r.pos)])
-		r.pos += int64(n)
-		if r.pos >= r.bodyEnd {
-			r.closeBody()
-			r.retries = 0
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		if err == nil {
-			return n, nil
-		}
-		r.closeBody()
-		if r.ctx.Err() != nil {
-			return n, r.ctx.Err()
-		}
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF // the response promised more
-		}
-		if r.retries++; r.retries > maxRangeRetries {
-			return n, fmt.Errorf("%w: read from %d: %w", azstore.ErrTransient, r.pos, err)
-		}
-		if n > 0 {
-			return n, nil
+		if err := r.open(); err != nil {
+			return 0, err
 		}
 	}
+	n := copy(p, r.buf[r.next:])
+	r.next += n
+	return n, nil
 }
 
-func (r *rangeReader) closeBody() {
-	if r.body != nil {
-		r.body.Close()
-		r.body = nil
-	}
-}
-
-// Close ends the body being read, if any.
+// Close lets the buffer go. The reader holds no connection between Reads;
+// calling Close again does nothing.
 func (r *rangeReader) Close() error {
-	r.closeBody()
+	r.buf, r.next = nil, 0
 	return nil
 }

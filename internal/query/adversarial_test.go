@@ -158,6 +158,8 @@ func TestPlantedBombRowsFailBounded(t *testing.T) {
 	if err := jsonUnmarshal(body, &ent); err != nil {
 		t.Fatal(err)
 	}
+	// Its span says it holds the last hour, so the lookup reads it.
+	ent["T0"], ent["T1"] = ticksString(invTicks(time.Now())), ticksString(invTicks(now.Add(-time.Hour)))
 	putBinary(ent, "P", bomb)
 	e.putEntity(index.TablePostings, ent)
 

@@ -2,6 +2,8 @@ package query
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -214,6 +216,79 @@ func TestDetectionsFound(t *testing.T) {
 			t.Fatalf("morning: %+v", d.Summary)
 		}
 	})
+}
+
+// A kinds selector computes those kinds alone, each as the full answer
+// has it; event windows keep the event-scanned kinds to their hours; Skip
+// leaves a mass-retrieval candidate out before its postings are read.
+func TestDetectionsSelected(t *testing.T) {
+	e := newEnv(t)
+	e.load(0, triggering())
+	day := Window{From: detectDay, To: detectDay.Add(24 * time.Hour)}
+	run := func(dq DetectionsQuery) *Detections {
+		t.Helper()
+		dq.Window, dq.Threshold, dq.SlowMs = day, DefaultThreshold, DefaultSlowMs
+		d, err := e.q.Detections(context.Background(), &dq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	all := run(DetectionsQuery{})
+	for _, kind := range Kinds {
+		one := run(DetectionsQuery{Kinds: []string{kind}})
+		want, _ := json.Marshal(append([]Finding{}, findingsOf(all, kind)...))
+		got, _ := json.Marshal(one.Findings)
+		if string(got) != string(want) || len(one.Summary) != 1 || one.Summary[kind] != all.Summary[kind] {
+			t.Errorf("%s alone: %s, summary %v\nwant %s", kind, got, one.Summary, want)
+		}
+		if strings.Join(one.Vaults, ",") != "dv1,dv2" {
+			t.Errorf("%s alone: vaults %v", kind, one.Vaults)
+		}
+	}
+
+	// The hour of the old-TLS requests only: the slow ones (15:00) and
+	// the sensitive operations (11:00) are outside it.
+	d := run(DetectionsQuery{EventWindows: []Window{{From: detectDay.Add(14 * time.Hour), To: detectDay.Add(15 * time.Hour)}}})
+	if d.Summary[KindOldTLS] != 2 || d.Summary[KindSlowRequests]+d.Summary[KindSensitiveOperation]+d.Summary[KindRefusedAccess] != 0 {
+		t.Fatalf("14:00 to 15:00: %v", d.Summary)
+	}
+	if d.Summary[KindMassRetrieval] != 1 {
+		t.Fatalf("mass retrieval reads the whole window whatever the event windows: %v", d.Summary)
+	}
+	// Two hours, one past the window's end (cut to it).
+	d = run(DetectionsQuery{Kinds: []string{KindSensitiveOperation, KindRefusedAccess}, EventWindows: []Window{
+		{From: detectDay.Add(11 * time.Hour), To: detectDay.Add(12 * time.Hour)},
+		{From: detectDay.Add(23 * time.Hour), To: detectDay.Add(30 * time.Hour)},
+	}})
+	if d.Summary[KindSensitiveOperation] != 3 || d.Summary[KindRefusedAccess] != 1 || len(d.Summary) != 2 {
+		t.Fatalf("11:00 and 23:00: %v (alice's refused purge at 11:01 is the one refused access)", d.Summary)
+	}
+	// No event window: no event-scanned finding.
+	d = run(DetectionsQuery{EventWindows: []Window{}})
+	if d.Summary[KindSensitiveOperation]+d.Summary[KindRefusedAccess]+d.Summary[KindOldTLS]+d.Summary[KindSlowRequests] != 0 || d.Summary[KindMassRetrieval] != 1 {
+		t.Fatalf("no event window: %v", d.Summary)
+	}
+
+	var asked []string
+	d = run(DetectionsQuery{Kinds: []string{KindMassRetrieval}, Skip: func(f *Finding) bool {
+		asked = append(asked, f.Kind+"/"+f.Caller+"/"+f.Day)
+		return f.Caller == "mallory-oid"
+	}})
+	if len(d.Findings) != 0 {
+		t.Fatalf("mallory skipped: %+v", d.Findings)
+	}
+	// steady-oid's lists make it a candidate too (the counts bound gets
+	// by every successful request), and its postings are read.
+	if got := sortJoin(asked); got != "massSecretRetrieval/mallory-oid/2026-11-20 massSecretRetrieval/steady-oid/2026-11-20" {
+		t.Fatalf("Skip asked about %s", got)
+	}
+
+	_, err := e.q.Detections(context.Background(), &DetectionsQuery{Window: day, Threshold: 25, SlowMs: 1000, Kinds: []string{"massSecretRetrieval", "bogus"}})
+	var pe *ParamError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Msg, `"bogus"`) {
+		t.Fatalf("unknown kind: %v", err)
+	}
 }
 
 func TestDetectionsAbsentFromBenignTraffic(t *testing.T) {

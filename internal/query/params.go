@@ -160,6 +160,22 @@ type DetectionsQuery struct {
 	SlowMs    float64 // slow requests: durationMs above this
 	// Anomaly tunes the access-anomaly detection (zero: defaults).
 	Anomaly AnomalyParams
+	// Kinds selects the kinds computed, from Kinds (nil: every kind, as
+	// the API answers): a kind left out reads nothing and has no entry in
+	// the answer's Summary. An unknown kind is a *ParamError.
+	Kinds []string
+	// EventWindows, when not nil, are the only parts of Window whose rows
+	// the event-scanned kinds (sensitive operations, refused access, old
+	// TLS, slow requests) read: their findings then count the events of
+	// those parts alone. nil reads the whole Window; an empty list none.
+	// A window is cut to Window. The alert engine passes the hours whose
+	// counts changed since it last evaluated the day.
+	EventWindows []Window
+	// Skip, when set, is asked about each finding that needs reads of its
+	// own before they are made — a mass-retrieval candidate, with Kind,
+	// Caller and Day set — and true leaves it out of the answer unread.
+	// The alert engine skips what it has alerted already.
+	Skip func(*Finding) bool
 }
 
 // params reads url.Values strictly: every name must be known and given at

@@ -48,11 +48,11 @@ func newPlan(sel Selector, f Filter, w Window) *plan {
 	p := &plan{sel: sel, f: f}
 	switch {
 	case sel.Caller != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindCaller, index.EncodeKeyPart(sel.Caller)
+		p.table, p.kind, p.key = index.TablePostings, index.KindCaller, index.PostingKeyPart(sel.Caller)
 	case sel.Object != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindObject, index.EncodeKeyPart(sel.Object)
+		p.table, p.kind, p.key = index.TablePostings, index.KindObject, index.PostingKeyPart(sel.Object)
 	case sel.IP != "":
-		p.table, p.kind, p.key = index.TablePostings, index.KindIP, index.EncodeKeyPart(sel.IP)
+		p.table, p.kind, p.key = index.TablePostings, index.KindIP, index.PostingKeyPart(sel.IP)
 	default:
 		p.table, p.key = index.TableEvents, index.EncodeKeyPart(sel.Vault)
 		p.filter = strings.Join(f.predicates(), " and ")
@@ -149,8 +149,10 @@ func (p *plan) matchesEntry(e *index.Entry, rk string) bool {
 		return false
 	}
 	// An entry's values are capped (index.CapValue): so are the selectors
-	// they are compared with.
-	if p.sel.IP != "" && e.IP != index.CapValue(p.sel.IP) {
+	// they are compared with. An IP is compared as its key is: without
+	// case (an IPv6 address may be logged in capitals; the selector is
+	// canonical, lower case).
+	if p.sel.IP != "" && !strings.EqualFold(e.IP, index.CapValue(p.sel.IP)) {
 		return false
 	}
 	if p.sel.Object != "" && !strings.EqualFold(e.Object, index.CapValue(p.sel.Object)) {

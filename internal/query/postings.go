@@ -3,9 +3,11 @@ package query
 import (
 	"container/heap"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,39 +22,76 @@ type posting struct {
 	e  index.Entry
 }
 
-// postingTop is how many posting rows one storage page asks for. A row is
-// at most ~90 KB of JSON, and the SDK holds a page about three times over
-// while it decodes it (the body, a map per entity, the entity again as
-// JSON): 32 rows keep a page under ~10 MB whatever the key, where the
-// service's default of 1000 could be 90 MB.
-const postingTop = 32
+// Storage pages of posting rows are bounded in bytes, not only in rows:
+// the SDK holds a page about three times over while it decodes it (the
+// body, a map per entity, the entity again as JSON), and a row is up to
+// ~90 KB of JSON as this kvaudit writes it but up to 1.3 MB as an older
+// one did or as anyone with Table Data Contributor can plant. A read
+// starts with postingFirstTop rows and asks for more a page, up to
+// postingMaxTop, only while the rows it has seen are small: about
+// postingPageBytes of rows a page.
+const (
+	postingFirstTop  = 8
+	postingMaxTop    = 100
+	postingPageBytes = 2 << 20
+)
 
-// hourSpan is the record hours [first, last] (0–23) of day that a
-// posting read of p needs: the window's, and no later than the hour of
-// after (an Events RowKey on day) when it is set.
-func (p *plan) hourSpan(day, after string) (first, last int) {
-	d, err := time.Parse(index.DayLayout, day)
-	if err != nil {
-		return 0, 23
-	}
-	first, last = 0, 23
-	if p.from.After(d) {
-		first = int(p.from.Sub(d) / time.Hour)
-	}
-	if end := p.to.Add(-time.Nanosecond); end.Before(d.Add(24 * time.Hour)) {
-		last = int(end.Sub(d) / time.Hour)
-	}
-	if t, ok := index.RowKeyTime(after); ok && after != "" && !t.Before(d) && t.Before(d.Add(24*time.Hour)) {
-		last = min(last, int(t.Sub(d)/time.Hour))
-	}
-	return max(first, 0), min(last, 23)
+// postingConcurrency bounds the reads of posting rows one request has in
+// flight (days of a key's stats, mass-retrieval candidates): each holds a
+// storage page.
+const postingConcurrency = 2
+
+// nextTop is the $top of a posting page after rows of at most largest
+// bytes (JSON) were seen.
+func nextTop(largest int) int {
+	return max(postingFirstTop/2, min(postingMaxTop, postingPageBytes/max(largest, 1)))
 }
 
+// span is what of a day's posting rows a read of p needs: the record hours
+// [first, last] (0–23) and the entries' inverted ticks [lo, hi] (lo the
+// newest). timed is false when the span is the whole day.
+type span struct {
+	first, last int
+	lo, hi      int64
+	timed       bool
+}
+
+// span is the part of day that a posting read of p needs: the window's,
+// and no later than after (an Events RowKey on day) when it is set.
+func (p *plan) span(day, after string) span {
+	sp := span{first: 0, last: 23}
+	d, err := time.Parse(index.DayLayout, day)
+	if err != nil {
+		return sp
+	}
+	from, to := maxTime(p.from, d), minTime(p.to, d.Add(24*time.Hour))
+	if t, ok := index.RowKeyTime(after); ok && after != "" && t.Before(to) {
+		// Entries after the token are at or before its time.
+		to = t.Add(100 * time.Nanosecond)
+	}
+	sp.timed = from.After(d) || to.Before(d.Add(24*time.Hour))
+	if !to.After(from) {
+		to = from.Add(100 * time.Nanosecond)
+	}
+	sp.first = int(from.Sub(d) / time.Hour)
+	sp.last = min(int(to.Add(-time.Nanosecond).Sub(d)/time.Hour), 23)
+	sp.lo, sp.hi = invTicks(to.Add(-100*time.Nanosecond)), invTicks(from)
+	return sp
+}
+
+// invTicks is t as a RowKey's (and a posting row's T0, T1) inverted ticks.
+func invTicks(t time.Time) int64 {
+	inv, _ := strconv.ParseInt(index.TimeRowKeyBound(t), 10, 64)
+	return inv
+}
+
+func ticksString(inv int64) string { return fmt.Sprintf("%019d", inv) }
+
 // postingFilter selects the posting rows of p's key on day whose entries
-// can lie in hours [first, last]: the rows of those hours, one RowKey
-// range (newest hour first), and any row written before rows carried their
-// hour, which sort before them.
-func (p *plan) postingFilter(day string, first, last int) string {
+// can lie in sp: the rows of its hours whose span (T0, T1) meets it — one
+// RowKey range, newest hour first — and any row written before rows
+// carried their hour, which sort before them.
+func (p *plan) postingFilter(day string, sp span) string {
 	var b strings.Builder
 	b.WriteString("PartitionKey eq ")
 	b.WriteString(index.ODataString(p.kind + "|" + day))
@@ -60,62 +99,74 @@ func (p *plan) postingFilter(day string, first, last int) string {
 	b.WriteString(index.ODataString(p.key + "|"))
 	b.WriteString(" and RowKey lt ")
 	b.WriteString(index.ODataString(p.key + "}")) // '|' + 1
-	if first > 0 || last < 23 {
+	if sp.timed {
 		// Inside the key's range the service seeks to, a predicate on the
 		// rows it returns.
 		b.WriteString(" and (RowKey lt ")
 		b.WriteString(index.ODataString(index.PostingLegacyEnd(p.key)))
 		b.WriteString(" or RowKey ge ")
-		b.WriteString(index.ODataString(index.PostingHourPrefix(p.key, last)))
+		b.WriteString(index.ODataString(index.PostingHourPrefix(p.key, sp.last)))
 		b.WriteString(" and RowKey lt ")
-		hi := index.PostingHourPrefix(p.key, first)
+		hi := index.PostingHourPrefix(p.key, sp.first)
 		b.WriteString(index.ODataString(hi[:len(hi)-1] + "}"))
+		b.WriteString(" and T0 le ")
+		b.WriteString(index.ODataString(ticksString(sp.hi)))
+		b.WriteString(" and T1 ge ")
+		b.WriteString(index.ODataString(ticksString(sp.lo)))
 		b.WriteString(")")
 	}
 	return b.String()
 }
 
-// scanPostings reads the posting rows of p's key on day for hours
-// [first, last], in RowKey order (rows without an hour first, then the
-// newest hour first), and calls fn with each row and its entries, which
-// are valid only during the call. Before a row's entries are decoded,
-// stop (when not nil) may end the scan: no more rows are decoded and no
-// more storage pages read. budget, when not nil, is charged one per entry
-// decoded. Memory is one storage page (postingTop rows) and one row's
-// entries, whatever the key's day holds.
-func (q *Querier) scanPostings(ctx context.Context, p *plan, day string, first, last int, budget *rowBudget,
-	stop func(rk index.PostingRK) bool, fn func(rk index.PostingRK, es []index.Entry)) error {
-	l := listing{table: index.TablePostings, filter: p.postingFilter(day, first, last), top: postingTop}
+// postingRows reads the posting rows of l in RowKey order, page by page
+// (bounded in bytes, see postingFirstTop), and calls fn with each row of
+// p's key; fn returns false to end the read, when no more pages are read.
+// It returns the service's position after the last page read.
+func (q *Querier) postingRows(ctx context.Context, p *plan, l listing, pages int, fn func(pr *index.PostingRow) (bool, error)) (srvPos, error) {
 	var (
-		es []index.Entry
-		pr index.PostingRow
+		pos     srvPos
+		pr      index.PostingRow
+		largest int
 	)
-	errStop := errors.New("stop")
-	err := q.scan(ctx, l, nil, func(ent []byte) error {
-		switch err := index.ReadPostingRow(ent, &pr); {
-		case errors.Is(err, index.ErrOldLayoutRow):
-			return ErrOldLayout
-		case err != nil:
-			return fmt.Errorf("query: %w", err)
-		case pr.Parsed.Key != p.key:
-			return nil
-		case stop != nil && stop(pr.Parsed):
-			return errStop
+	l.top = postingFirstTop
+	for n := 0; pages <= 0 || n < pages; n++ {
+		ents, next, err := q.page(ctx, l, pos)
+		if err != nil {
+			return srvPos{}, err
 		}
-		var err error
-		if es, err = pr.Entries(es[:0]); err != nil {
-			return fmt.Errorf("query: %w", err)
+		for _, ent := range ents {
+			largest = max(largest, len(ent))
+			switch err := index.ReadPostingRow(ent, &pr); {
+			case errors.Is(err, index.ErrOldLayoutRow):
+				return srvPos{}, ErrOldLayout
+			case err != nil:
+				return srvPos{}, fmt.Errorf("query: %w", err)
+			case pr.Parsed.Key != p.key:
+				continue
+			}
+			if more, err := fn(&pr); err != nil || !more {
+				return srvPos{}, err
+			}
 		}
-		if err := budget.spend(len(es)); err != nil {
-			return err
+		if next.empty() {
+			return srvPos{}, nil
 		}
-		fn(pr.Parsed, es)
-		return nil
-	})
-	if errors.Is(err, errStop) {
-		return nil
+		if next == pos {
+			return srvPos{}, fmt.Errorf("query: read %s: the service repeated its continuation", q.Tables.Name(l.table))
+		}
+		pos = next
+		l.top = nextTop(largest)
 	}
-	return err
+	return pos, nil
+}
+
+// entries decodes pr's entries into es, charging budget one per entry.
+func entries(pr *index.PostingRow, es []index.Entry, budget *rowBudget) ([]index.Entry, error) {
+	es, err := pr.Entries(es[:0])
+	if err != nil {
+		return es, fmt.Errorf("query: %w", err)
+	}
+	return es, budget.spend(len(es))
 }
 
 // eachEntry calls fn once for each entry of p's key on day that matches p,
@@ -126,16 +177,27 @@ func (q *Querier) scanPostings(ctx context.Context, p *plan, day string, first, 
 // only those at or past the current row's chunk (no later row can repeat
 // an earlier offset), so memory stays one chunk's entries of the key.
 func (q *Querier) eachEntry(ctx context.Context, p *plan, day string, budget *rowBudget, fn func(e *index.Entry, rk string)) error {
-	first, last := p.hourSpan(day, "")
 	var (
 		group struct {
 			hour   int
 			source string
 		}
 		seen = map[int64]struct{}{}
+		// A chunk written both before rows carried their hour (an older
+		// kvaudit) and after is in a row without an hour, which sorts
+		// first, and in rows with one: the entries of the former are kept
+		// to be told apart from the latter.
+		legacy = map[lineageOffset]struct{}{}
+		es     []index.Entry
 	)
 	group.hour = -2
-	return q.scanPostings(ctx, p, day, first, last, budget, nil, func(rk index.PostingRK, es []index.Entry) {
+	l := listing{table: index.TablePostings, filter: p.postingFilter(day, p.span(day, ""))}
+	_, err := q.postingRows(ctx, p, l, 0, func(pr *index.PostingRow) (bool, error) {
+		rk := pr.Parsed
+		var err error
+		if es, err = entries(pr, es, budget); err != nil {
+			return false, err
+		}
 		if rk.Hour != group.hour || rk.Source != group.source {
 			group.hour, group.source = rk.Hour, rk.Source
 			clear(seen)
@@ -151,12 +213,26 @@ func (q *Querier) eachEntry(ctx context.Context, p *plan, day string, budget *ro
 				continue
 			}
 			seen[es[i].Offset] = struct{}{}
+			lk := lineageOffset{rk.Source, es[i].Offset}
+			if rk.Hour < 0 {
+				legacy[lk] = struct{}{}
+			} else if _, dup := legacy[lk]; dup {
+				continue
+			}
 			erk := es[i].EventRowKey()
 			if p.matchesEntry(&es[i], erk) {
 				fn(&es[i], erk)
 			}
 		}
+		return true, nil
 	})
+	return err
+}
+
+// lineageOffset names a record: its blob lineage and byte offset.
+type lineageOffset struct {
+	source string
+	offset int64
 }
 
 // pageHeap keeps the k+1 newest postings offered (the smallest Events
@@ -198,28 +274,51 @@ func (h *pageHeap) full() bool { return len(h.items) == h.max }
 // come after the Events RowKey after ("" for the day's newest), newest
 // first, each once, and whether more follow on that day.
 //
-// Memory is the k+1 postings kept and one storage page, however many
-// entries the key has that day: rows are read newest hour first, and
-// reading stops at the first hour whose entries are all older than the
-// k+1 kept. budget, when not nil, is charged one per entry read.
+// Memory is the k+1 postings kept, one storage page and one hour's list
+// of rows, however many entries the key has that day; and it decodes only
+// rows that can hold one of the page's entries. It reads the first page
+// of rows of the span the page needs (the window's hours and the rows
+// whose T0…T1 meets it; often all there is); when more follow, it lists
+// the rest without their entries, an hour at a time, newest hour first,
+// and reads those rows one by one (a few at a time), newest span first,
+// until no row left can hold an entry newer than the k+1 kept. So a key
+// flooded with a million requests in one hour costs a page the rows of
+// its own minutes, not the hour. budget, when not nil, is charged one per
+// row listed and one per entry decoded.
 func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int, budget *rowBudget) ([]posting, bool, error) {
 	dayStart, err := time.Parse(index.DayLayout, day)
 	if err != nil {
 		return nil, false, err
 	}
 	h := &pageHeap{in: map[string]struct{}{}, max: k + 1}
-	first, last := p.hourSpan(day, after)
-	// Every entry of a row of hour h, and of every row after it, is of
-	// hour h or an earlier one: once k+1 are kept, all newer than h's end,
-	// no later row can hold one of the page's entries.
-	done := func(rk index.PostingRK) bool {
-		if rk.Hour < 0 || !h.full() {
+	sp := p.span(day, after)
+	// Once k+1 are kept, a row is of no use when its newest entry (T0) is
+	// older than all of them, and so is every row of an hour that ends
+	// before them.
+	worst := func() int64 {
+		inv, _ := strconv.ParseInt(h.items[0].rk[:19], 10, 64)
+		return inv
+	}
+	hourDone := func(hour int) bool {
+		if hour < 0 || !h.full() {
 			return false
 		}
 		t, _ := index.RowKeyTime(h.items[0].rk)
-		return !t.Before(dayStart.Add(time.Duration(rk.Hour+1) * time.Hour))
+		return !t.Before(dayStart.Add(time.Duration(hour+1) * time.Hour))
 	}
-	err = q.scanPostings(ctx, p, day, first, last, budget, done, func(_ index.PostingRK, es []index.Entry) {
+	useless := func(t0 string) bool {
+		if t0 == "" || !h.full() {
+			return false
+		}
+		inv, err := strconv.ParseInt(t0, 10, 64)
+		return err == nil && inv > worst()
+	}
+	var es []index.Entry
+	take := func(pr *index.PostingRow) error {
+		var err error
+		if es, err = entries(pr, es, budget); err != nil {
+			return err
+		}
 		for i := range es {
 			rk := es[i].EventRowKey()
 			if rk <= after || !p.matchesEntry(&es[i], rk) {
@@ -227,9 +326,96 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 			}
 			h.offer(posting{rk: rk, e: es[i]})
 		}
+		return nil
+	}
+
+	// The first page of rows, entries and all.
+	l := listing{table: index.TablePostings, filter: p.postingFilter(day, sp)}
+	var last string
+	stopped := false
+	pos, err := q.postingRows(ctx, p, l, 1, func(pr *index.PostingRow) (bool, error) {
+		if hourDone(pr.Parsed.Hour) {
+			stopped = true
+			return false, nil
+		}
+		last = pr.RowKey
+		if useless(pr.T0) {
+			return true, nil
+		}
+		return true, take(pr)
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if !stopped && !pos.empty() {
+		// The rest: listed an hour at a time (RowKey, span), then read
+		// newest span first.
+		ml := listing{table: index.TablePostings, filter: l.filter, sel: selectColumns("RowKey", "T0")}
+		if last != "" {
+			ml.filter += " and RowKey gt " + index.ODataString(last)
+		}
+		var (
+			hour  = -2
+			group []rowSpan
+			done  bool
+		)
+		flush := func() error {
+			sort.SliceStable(group, func(i, j int) bool { return group[i].T0 < group[j].T0 })
+			for len(group) > 0 && !done {
+				n := 0
+				for n < len(group) && n < fetchWave && !useless(group[n].T0) {
+					n++
+				}
+				if n == 0 {
+					break // sorted by T0: every row left is older still
+				}
+				rows, err := q.postingPoints(ctx, day, p, group[:n])
+				if err != nil {
+					return err
+				}
+				for i := range rows {
+					if rows[i] != nil {
+						if err := take(rows[i]); err != nil {
+							return err
+						}
+					}
+				}
+				group = group[n:]
+			}
+			group = group[:0]
+			return nil
+		}
+		err = q.scan(ctx, ml, budget, func(ent []byte) error {
+			var r rowSpan
+			if err := json.Unmarshal(ent, &r); err != nil {
+				return fmt.Errorf("query: unreadable posting row: %w", err)
+			}
+			prk, ok := index.ParsePostingRK(r.RowKey)
+			if !ok || prk.Key != p.key {
+				return nil
+			}
+			if prk.Hour != hour {
+				if err := flush(); err != nil {
+					return err
+				}
+				if hourDone(prk.Hour) {
+					done = true
+					return errStopScan
+				}
+				hour = prk.Hour
+			}
+			group = append(group, r)
+			return nil
+		})
+		if errors.Is(err, errStopScan) {
+			err = nil
+		}
+		if err == nil && !done {
+			err = flush()
+		}
+		if err != nil {
+			return nil, false, err
+		}
 	}
 	out := h.items
 	sort.Slice(out, func(i, j int) bool { return out[i].rk < out[j].rk })
@@ -237,6 +423,43 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 		return out[:k], true, nil
 	}
 	return out, false, nil
+}
+
+var errStopScan = errors.New("stop")
+
+// rowSpan is a posting row as listed without its entries.
+type rowSpan struct {
+	RowKey string `json:"RowKey"`
+	T0     string `json:"T0"` // "" on a row written before rows carried their span
+}
+
+// fetchWave is how many posting rows a page reads at once by point reads.
+const fetchWave = 8
+
+// postingPoints reads the posting rows rs of p's key on day by point reads,
+// concurrently; a row gone meanwhile (retention) is nil.
+func (q *Querier) postingPoints(ctx context.Context, day string, p *plan, rs []rowSpan) ([]*index.PostingRow, error) {
+	out := make([]*index.PostingRow, len(rs))
+	client := q.Tables.Client(index.TablePostings)
+	err := q.parallelN(ctx, len(rs), fetchWave, func(ctx context.Context, i int) error {
+		resp, err := client.GetEntity(ctx, p.kind+"|"+day, rs[i].RowKey, nil)
+		if err != nil {
+			if err = azstore.Classify(err); errors.Is(err, azstore.ErrNotFound) {
+				return nil
+			}
+			return fmt.Errorf("query: read %s: %w", q.Tables.Name(index.TablePostings), err)
+		}
+		var pr index.PostingRow
+		switch err := index.ReadPostingRow(resp.Value, &pr); {
+		case errors.Is(err, index.ErrOldLayoutRow):
+			return ErrOldLayout
+		case err != nil:
+			return fmt.Errorf("query: %w", err)
+		}
+		out[i] = &pr
+		return nil
+	})
+	return out, err
 }
 
 // fetchConcurrency bounds the point reads of one page in flight.

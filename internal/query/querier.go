@@ -174,16 +174,25 @@ func (q *Querier) scan(ctx context.Context, l listing, budget *rowBudget, fn fun
 
 // rowBudget bounds the rows a scanning query reads, across goroutines.
 type rowBudget struct {
-	mu   sync.Mutex
-	left int
-	what string
+	mu     sync.Mutex
+	left   int
+	what   string
+	parent *rowBudget // charged too, when not nil
 }
 
 func newRowBudget(n int, what string) *rowBudget { return &rowBudget{left: n, what: what} }
 
+// sub is a budget of n rows of its own that also charges b.
+func (b *rowBudget) sub(n int, what string) *rowBudget {
+	return &rowBudget{left: n, what: what, parent: b}
+}
+
 func (b *rowBudget) spend(n int) error {
 	if b == nil {
 		return nil
+	}
+	if err := b.parent.spend(n); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -192,6 +201,13 @@ func (b *rowBudget) spend(n int) error {
 		return &ParamError{Msg: b.what + " reads more index rows than this deployment allows in one request; narrow from and to"}
 	}
 	return nil
+}
+
+// spent reports whether b itself (not its parent) ran out.
+func (b *rowBudget) spent() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.left < 0
 }
 
 // parallel runs fn for each of n jobs on up to q.concurrency() goroutines

@@ -64,7 +64,7 @@ func TestInjectionAttempts(t *testing.T) {
 func TestFilterLiteralsQuoted(t *testing.T) {
 	w := Window{From: at("2026-11-20T00:00:00Z"), To: at("2026-11-21T00:00:00Z")}
 	p := newPlan(Selector{Caller: "o'brien@contoso.com", Vault: "v1", IP: "10.0.0.1"}, Filter{Operations: []string{"SecretGet"}}, w)
-	for _, f := range []string{p.postingFilter(p.days[0], 0, 23), p.postingFilter(p.days[0], 3, 5)} {
+	for _, f := range []string{p.postingFilter(p.days[0], span{first: 0, last: 23}), p.postingFilter(p.days[0], span{first: 3, last: 5, timed: true, lo: 1, hi: 2})} {
 		want := "PartitionKey eq 'c|20261120' and RowKey ge 'o''brien@contoso.com|'"
 		if !strings.HasPrefix(f, want) {
 			t.Fatalf("filter %s\nwant it to start with %s", f, want)

@@ -364,7 +364,7 @@ func countsFilter(vk string, from, to time.Time) string {
 func (q *Querier) statsFromRows(ctx context.Context, sel Selector, f Filter, w Window, by string, acc *tally, budget *rowBudget) error {
 	p := newPlan(sel, f, w)
 	if p.kind != "" {
-		return q.parallel(ctx, len(p.days), func(ctx context.Context, i int) error {
+		return q.parallelN(ctx, len(p.days), postingConcurrency, func(ctx context.Context, i int) error {
 			local := map[string]int64{}
 			var (
 				r row
@@ -438,12 +438,14 @@ func rowKeyOf(r *row, by string) string {
 		return r.OperationName
 	case ByStatus:
 		return strconv.Itoa(r.Status)
+	// Capped as the counts and the postings cap them (index.CapValue), so
+	// that one value is one group whichever of them an answer reads.
 	case ByCaller:
-		return r.callerKey()
+		return index.CapValue(r.callerKey())
 	case ByIP:
-		return r.CallerIPAddress
+		return index.CapValue(r.CallerIPAddress)
 	case ByObject:
-		return strings.ToLower(r.ObjectName)
+		return index.CapValue(strings.ToLower(r.ObjectName))
 	case ByHour:
 		t, _ := index.RowKeyTime(r.RowKey)
 		return t.Truncate(time.Hour).Format("2006-01-02T15:04:05Z")

@@ -11,9 +11,9 @@ import "container/heap"
 // count is over by at most the count it replaced. A finding's lists (its
 // objects, IPs, clientInfos …) are its most frequent keys: values a
 // caller chooses at will, thousands of random User-Agents say, cannot grow
-// it. Not safe for concurrent use.
+// it. Its zero value is ready and holds nothing until the first add; not
+// safe for concurrent use.
 type topK struct {
-	cap   int
 	byKey map[string]*topEntry
 	h     topHeap // min-heap by count: the one to replace is at the root
 	// approximate is set once a key was replaced: counts may then be over.
@@ -38,7 +38,6 @@ func (h topHeap) Less(i, j int) bool {
 func (h topHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].i, h[j].i = i, j }
 func (h *topHeap) Push(x any)   { e := x.(*topEntry); e.i = len(*h); *h = append(*h, e) }
 func (h *topHeap) Pop() any     { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
-func newTopK() *topK            { return &topK{cap: topKCapacity, byKey: map[string]*topEntry{}} }
 
 // topKCapacity is the distinct keys one list counts exactly.
 const topKCapacity = 1000
@@ -53,7 +52,10 @@ func (t *topK) add(k string) {
 		heap.Fix(&t.h, e.i)
 		return
 	}
-	if len(t.h) < t.cap {
+	if t.byKey == nil {
+		t.byKey = make(map[string]*topEntry, 1)
+	}
+	if len(t.h) < topKCapacity {
 		e := &topEntry{key: k, count: 1}
 		t.byKey[k] = e
 		heap.Push(&t.h, e)
