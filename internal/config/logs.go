@@ -121,7 +121,8 @@ func (s *Settings) BlobOf(rawURL, container string) (acct LogsAccount, path stri
 
 // AccountNameOf is the storage account name an account's settings give:
 // the connection string's AccountName, else the first label of a
-// <name>.blob.<suffix> endpoint, else the first path segment of a
+// <name>.blob.<suffix> endpoint (or <name>.<zone>.blob…, as private link
+// and Azure DNS zone endpoints are named), else the first path segment of a
 // path-style endpoint (Azurite's http://127.0.0.1:10000/<name>), else the
 // endpoint's host.
 func AccountNameOf(a Account) string {
@@ -134,9 +135,14 @@ func AccountNameOf(a Account) string {
 			continue
 		}
 		host := strings.ToLower(u.Hostname())
-		if label, rest, ok := strings.Cut(host, "."); ok && net.ParseIP(host) == nil {
-			if strings.HasPrefix(rest, "blob.") || strings.HasPrefix(rest, "table.") || strings.HasPrefix(rest, "queue.") {
-				return label
+		if labels := strings.Split(host, "."); len(labels) > 2 && net.ParseIP(host) == nil {
+			// <name>.blob.core.windows.net, <name>.privatelink.blob…,
+			// <name>.z01.blob.storage.azure.net (Azure DNS zone endpoints).
+			for _, l := range labels[1:min(3, len(labels)-1)] {
+				switch l {
+				case "blob", "table", "queue", "dfs":
+					return labels[0]
+				}
 			}
 		}
 		if seg, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/"); seg != "" {

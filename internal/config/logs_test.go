@@ -143,6 +143,28 @@ func TestBlobOf(t *testing.T) {
 	}
 }
 
+func TestAccountNameOf(t *testing.T) {
+	tests := []struct {
+		a    Account
+		want string
+	}{
+		{Account{Name: "Logs1", BlobURL: "https://other.blob.core.windows.net"}, "logs1"},
+		{Account{BlobURL: "https://stlogs.blob.core.windows.net"}, "stlogs"},
+		{Account{BlobURL: "https://stlogs.privatelink.blob.core.windows.net"}, "stlogs"},
+		{Account{BlobURL: "https://stlogs.z01.blob.storage.azure.net"}, "stlogs"},
+		{Account{BlobURL: "https://stlogs.blob.core.chinacloudapi.cn"}, "stlogs"},
+		{Account{TableURL: "https://idx.table.core.windows.net"}, "idx"},
+		{Account{BlobURL: "http://127.0.0.1:10000/devstoreaccount1"}, "devstoreaccount1"},
+		{Account{BlobURL: "http://localhost:10000/logstwo"}, "logstwo"},
+		{Account{BlobURL: "https://logs.example.org"}, "logs.example.org"},
+	}
+	for _, tt := range tests {
+		if got := AccountNameOf(tt.a); got != tt.want {
+			t.Errorf("AccountNameOf(%+v) = %q, want %q", tt.a, got, tt.want)
+		}
+	}
+}
+
 func TestIsNameAndUnknownLogsSettings(t *testing.T) {
 	for _, n := range []string{SettingLogsAccounts, SettingLogsRegion, "AuditLogsStorage_stkvlogseus", "AuditLogsStorage_stkvlogseus__blobServiceUri"} {
 		if !IsName(n) {
