@@ -1,8 +1,9 @@
 // Package catchup keeps the index level with blobs that grow without an
 // event: a timer run lists the recent hours of every vault seen so far and
 // indexes what grew past its checkpoint, through the same ingest path as
-// the blob trigger. It also backfills blobs that existed before kvaudit,
-// applies retention, and reports per-blob status. It knows listings,
+// the blob trigger, in every logs account (one per region holding vaults).
+// It also backfills blobs that existed before kvaudit, applies retention,
+// and reports status per account and per blob. It knows listings,
 // hours and budgets; reading blobs and checkpoints is package ingest's.
 //
 // Event Grid raises BlobCreated once, when Azure Monitor creates a

@@ -8,8 +8,10 @@
 // defines it: <NAME>__blobServiceUri or <NAME>__serviceUri,
 // <NAME>__queueServiceUri, <NAME>__tableServiceUri, <NAME>__credential,
 // <NAME>__clientId (the suffixes in [AccountSuffixes]). [Names] lists every
-// setting this package reads; [HostSettings] the ones a deployment sets for
-// the Functions host, which kvaudit does not read.
+// setting this package reads under a fixed name, [IsName] also the
+// settings of the logs accounts AuditLogsAccounts lists (logs.go: one
+// account per region holding vaults); [HostSettings] the ones a deployment
+// sets for the Functions host, which kvaudit does not read.
 //
 // Secrets never leave this package in logs: [Account] implements
 // slog.LogValuer and prints endpoints and the kind of credential only.

@@ -140,11 +140,16 @@ type BlobInfo struct {
 	CreatedOn time.Time
 }
 
-// IngestBlob indexes the complete records of blob name not yet indexed.
+// IngestBlob indexes the complete records not yet indexed of the blob
+// whose identity is name (parse.BlobID: its path in the first logs
+// account, "@<account>/<path>" in another; see accounts.go).
 // Calling it again, or from several instances at once, never duplicates or
 // loses a record. It returns an error only when storage failed (unreachable,
 // throttled beyond retries, refused access): a malformed record is skipped
-// and reported in the Result, a missing blob is a Skipped result.
+// and reported in the Result, a missing blob is a Skipped result. A name
+// of a logs account the Ingester does not read is an error wrapping
+// ErrUnknownAccount, and an index whose first account is another one an
+// error wrapping ErrFirstAccountChanged (see CheckFirstAccount).
 func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error) {
 	return in.Ingest(ctx, name, Options{})
 }
