@@ -70,7 +70,7 @@ if ($env:KVAUDIT_LOGS_STORAGE_ACCOUNT) {
 function RegionEntry([string]$list, [string]$region) {
     foreach ($e in $list.Split(',')) {
         $kv = $e.Trim().Split('=', 2)
-        if ($kv.Count -eq 2 -and (Normalize $kv[0]) -eq $region) { return $kv[1] }
+        if ($kv.Count -eq 2 -and (Normalize $kv[0]) -eq $region) { return $kv[1].Replace(' ', '') }
     }
     return ''
 }
