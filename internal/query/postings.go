@@ -31,7 +31,7 @@ type posting struct {
 // postingMaxTop, only while the rows it has seen are small: about
 // postingPageBytes of rows a page.
 const (
-	postingFirstTop  = 8
+	postingFirstTop  = 6
 	postingMaxTop    = 100
 	postingPageBytes = 2 << 20
 )
