@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/kvaudit/kvaudit/internal/config"
 	"github.com/kvaudit/kvaudit/internal/funchost"
 	"github.com/kvaudit/kvaudit/internal/ingest"
+	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
 // maxMetadata bounds the invocation metadata we hold; the blob content in
@@ -48,32 +50,47 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 	// a container-qualified name as well.
 	name := strings.TrimPrefix(trig.Name, a.settings.LogsContainer+"/")
 	log = log.With(slog.String("blob", name))
+	// The trigger's connection is AuditLogsStorage: its blobs are
+	// identified by their path (parse.BlobID), which cannot start with "@".
+	if _, ok := parse.BlobID("", name); !ok {
+		log.Warn("blob name kvaudit cannot identify; not read")
+		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{"kvaudit: blob " + name + " not read: a blob name starting with @ cannot be told from another logs account's blob"}})
+		return
+	}
 
 	// Stop at a checkpoint well inside the host's functionTimeout: past
 	// it the host cancels, retries and after five deliveries poisons the
 	// blob. The rest is CatchUp's (the blob is listed as unfinished).
-	res, err := a.ingester.Ingest(r.Context(), name, ingest.Options{StopBy: stopBy})
+	status, logs := a.ingestNotified(r.Context(), log, name, ingest.BlobInfo{Length: trig.ContentLength, ETag: trig.ETag, CreatedOn: trig.CreatedOn}, stopBy)
+	funchost.WriteResponse(w, status, funchost.Response{Logs: logs})
+}
+
+// ingestNotified indexes the blob identified by id, which a trigger said
+// was created or changed (info: what the trigger said of it), and returns
+// the invocation's status and Logs. The status is 503 only when storage
+// failed (the host, and Event Grid behind it, then retry); a failure no
+// retry can fix is recorded on the checkpoint for CatchUp and answered
+// 200, as is a bad record.
+func (a *app) ingestNotified(ctx context.Context, log *slog.Logger, id string, info ingest.BlobInfo, stopBy time.Time) (int, []string) {
+	res, err := a.ingester.Ingest(ctx, id, ingest.Options{StopBy: stopBy})
 	if err != nil {
-		if azstore.IsTransient(err) || r.Context().Err() != nil {
+		if azstore.IsTransient(err) || ctx.Err() != nil {
 			// Storage down, throttling, or refusing our identity: nothing is
 			// wrong with the blob, and nothing was committed past the last
 			// checkpoint. The host's retry finds it where it was.
 			log.Error("ingest failed; the host will retry", slog.String("error", err.Error()))
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(err) + ": " + err.Error()}})
-			return
+			return http.StatusServiceUnavailable, []string{"kvaudit: ingest failed, " + unavailable(err) + ": " + err.Error()}
 		}
 		// A retry cannot fix this one: five re-deliveries and the poison
 		// queue would only cost. The failure is recorded on the checkpoint,
 		// and CatchUp tries again until MaxBlobTries, then parks the blob
 		// until it changes.
-		tries, rerr := ingest.RecordFailure(r.Context(), a.tables, name, ingest.BlobInfo{Length: trig.ContentLength, ETag: trig.ETag, CreatedOn: trig.CreatedOn}, err)
+		tries, rerr := ingest.RecordFailure(ctx, a.tables, id, info, err)
 		if rerr != nil && azstore.IsTransient(rerr) {
-			funchost.WriteResponse(w, http.StatusServiceUnavailable, funchost.Response{Logs: []string{"kvaudit: ingest failed, " + unavailable(rerr) + ": " + rerr.Error()}})
-			return
+			return http.StatusServiceUnavailable, []string{"kvaudit: ingest failed, " + unavailable(rerr) + ": " + rerr.Error()}
 		}
 		log.Error("ingest failed; recorded for CatchUp", slog.Int("tries", tries), slog.String("error", err.Error()))
-		funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", name, tries, err)}})
-		return
+		return http.StatusOK, []string{fmt.Sprintf("kvaudit: ingest of %s failed (try %d, CatchUp will retry): %v", id, tries, err)}
 	}
 	logs := []string{summary(res)}
 	for _, b := range res.Bad {
@@ -91,9 +108,9 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 		// New records: their vault-days' detections, delivered now (a new
 		// blob's alert within seconds). Failures are reported, not answered
 		// non-2xx: the index is right, and CatchUp evaluates again.
-		logs = append(logs, alertLogs(a.alerts.AfterBlob(r.Context(), name))...)
+		logs = append(logs, alertLogs(a.alerts.AfterBlob(ctx, id))...)
 	}
-	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
+	return http.StatusOK, logs
 }
 
 // unavailable says why storage could not serve: refused access (the error
@@ -101,6 +118,9 @@ func (a *app) blobTrigger(w http.ResponseWriter, r *http.Request) {
 func unavailable(err error) string {
 	if errors.Is(err, azstore.ErrAuth) {
 		return "storage refused access or no token could be had (the host will retry)"
+	}
+	if errors.Is(err, ingest.ErrFirstAccountChanged) {
+		return "a setting names another logs account than the index's (the host will retry)"
 	}
 	return "storage unavailable"
 }
@@ -118,7 +138,7 @@ func summary(res ingest.Result) string {
 	switch res.Skipped {
 	case "":
 	case ingest.SkippedBudget:
-		s += fmt.Sprintf("; %s (%s), the rest is continued by CatchUp", res.Skipped, config.SettingTriggerBudget)
+		s += fmt.Sprintf("; %s (%s, %s), the rest is continued by CatchUp", res.Skipped, config.SettingTriggerBudget, config.SettingEventBudget)
 	default:
 		s += "; " + res.Skipped
 	}

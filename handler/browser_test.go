@@ -500,6 +500,24 @@ func TestWebUIInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("vaults' origins and the logs accounts", func(t *testing.T) {
+		u.t, ta.t = t, t
+		// The picker names each vault's subscription (from its blob path);
+		// the accounts panel lists the logs account (region not set here).
+		var r struct {
+			Option string
+			Rows   [][]string
+		}
+		u.eval(`({option: document.querySelector('#vault option[value="webvault"]').textContent,
+			rows: [...document.querySelectorAll('#accounts tbody tr')].map(tr => [...tr.cells].map(c => c.textContent))})`, &r)
+		if !strings.HasPrefix(r.Option, "webvault (subscription ") {
+			t.Errorf("vault option %q does not name its subscription", r.Option)
+		}
+		if len(r.Rows) != 1 || r.Rows[0][0] != "devstoreaccount1" || r.Rows[0][1] != "-" || r.Rows[0][6] != "" {
+			t.Errorf("accounts panel rows %q, want one row of devstoreaccount1 without error", r.Rows)
+		}
+	})
+
 	t.Run("top caller filters the table", func(t *testing.T) {
 		u.t, ta.t = t, t
 		var top string

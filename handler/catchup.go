@@ -61,11 +61,12 @@ func (a *app) catchUpTimer(w http.ResponseWriter, r *http.Request) {
 	funchost.WriteResponse(w, http.StatusOK, funchost.Response{Logs: logs})
 }
 
-// status serves GET /api/audit/status: per-blob offset, lag and errors of
-// the recent hours. A blob's recorded error is shown as its
-// catchup.ShortError: kvaudit's words, not the SDK's (URLs, responses,
-// addresses); a failure to read is a short reason too. The log keeps
-// every full text, and handler status prints the recorded ones.
+// status serves GET /api/audit/status: per logs account (and region) and
+// per blob, offset, lag and errors of the recent hours. A blob's recorded
+// error, and an account's listing error, are shown as catchup.ShortError:
+// kvaudit's words, not the SDK's (URLs, responses, addresses); a failure
+// to read is a short reason too. The log keeps every full text, and
+// handler status prints the recorded ones.
 func (a *app) status(w http.ResponseWriter, r *http.Request) {
 	st, err := a.catchup.Status(r.Context())
 	if err != nil {
@@ -73,11 +74,14 @@ func (a *app) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var lag int64
-	for i := range st {
-		lag += st[i].Lag
-		st[i].LastError = catchup.ShortError(st[i].LastError)
+	for i := range st.Blobs {
+		lag += st.Blobs[i].Lag
+		st.Blobs[i].LastError = catchup.ShortError(st.Blobs[i].LastError)
 	}
-	ans := map[string]any{"hours": a.settings.CatchUpHours, "lagBytes": lag, "blobs": st, "layout": index.Layout}
+	for i := range st.Accounts {
+		st.Accounts[i].Error = catchup.ShortError(st.Accounts[i].Error)
+	}
+	ans := map[string]any{"hours": a.settings.CatchUpHours, "lagBytes": lag, "accounts": st.Accounts, "blobs": st.Blobs, "layout": index.Layout}
 	old, err := a.tables.LegacyRows(r.Context())
 	if err != nil {
 		a.statusFailed(w, r, err)
@@ -134,6 +138,13 @@ func cliApp(stderr io.Writer) (*app, context.Context, context.CancelFunc, bool) 
 	return a, ctx, cancel, true
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func parseDay(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339, "2006-01-02T15", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -151,6 +162,7 @@ func runBackfill(args []string, stdout, stderr io.Writer) int {
 	until := fs.String("until", "", "index blob hours before this (YYYY-MM-DD[THH]); default: now")
 	vault := fs.String("vault", "", "only this vault")
 	prefix := fs.String("prefix", "", "only blobs under this path prefix (default resourceId=)")
+	account := fs.String("account", "", "only this logs account (storage account name; default every one)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -168,7 +180,7 @@ func runBackfill(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	opt.Vault, opt.Prefix = *vault, *prefix
+	opt.Vault, opt.Prefix, opt.Account = *vault, *prefix, *account
 	a, ctx, cancel, ok := cliApp(stderr)
 	if !ok {
 		return 1
@@ -321,13 +333,20 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if *out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"blobs": st, "alerts": alerts})
+		_ = enc.Encode(map[string]any{"accounts": st.Accounts, "blobs": st.Blobs, "alerts": alerts})
 		return 0
 	}
 	defer printAlertStatus(stdout, alerts)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOUR\tVAULT\tLENGTH\tOFFSET\tLAG\tRECORDS\tBAD\tTOO OLD\tTRIES\tERROR")
-	for _, b := range st {
+	fmt.Fprintln(tw, "ACCOUNT\tREGION\tVAULTS\tBLOBS\tLAG\tFAILING\tPARKED\tERROR")
+	for _, ac := range st.Accounts {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", ac.Account, orDash(ac.Region), ac.Vaults, ac.Blobs, ac.LagBytes, ac.Failing, ac.Parked, ac.Error)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOUR\tACCOUNT\tVAULT\tLENGTH\tOFFSET\tLAG\tRECORDS\tBAD\tTOO OLD\tTRIES\tERROR")
+	for _, b := range st.Blobs {
 		vault := b.Blob
 		if i := strings.Index(strings.ToUpper(vault), "/VAULTS/"); i >= 0 {
 			vault, _, _ = strings.Cut(vault[i+len("/VAULTS/"):], "/")
@@ -336,7 +355,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		if b.Parked {
 			errText = "parked: " + errText
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.Hour.Format("2006-01-02T15"), strings.ToLower(vault),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.Hour.Format("2006-01-02T15"), b.Account, strings.ToLower(vault),
 			b.Length, b.Offset, b.Lag, b.Records, b.BadRecords, b.TooOld, b.Tries, errText)
 	}
 	_ = tw.Flush()

@@ -224,7 +224,7 @@ func isJSONError(t *testing.T, resp *http.Response, body []byte, status int, say
 // parameters it does not know, and none counts ?code= as one.
 func TestErrorsOutsideTheAPI(t *testing.T) {
 	ta := newTestApp(t, nil)
-	routes := "GET /, POST /BlobTrigger, POST /CatchUp, GET /api/audit/events, GET /api/audit/stats, GET /api/audit/detections, GET /api/audit/status, GET /api/audit/openapi.json, GET /api/audit/vaults, GET /api/audit/alerts, GET /api/audit/ui, GET /api/audit/ui/app.js, GET /api/audit/ui/app.css"
+	routes := "GET /, POST /BlobTrigger, POST /EventGridTrigger, POST /CatchUp, GET /api/audit/events, GET /api/audit/stats, GET /api/audit/detections, GET /api/audit/status, GET /api/audit/openapi.json, GET /api/audit/vaults, GET /api/audit/alerts, GET /api/audit/ui, GET /api/audit/ui/app.js, GET /api/audit/ui/app.css"
 	for _, tt := range []struct {
 		method, path string
 		status       int

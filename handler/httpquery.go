@@ -54,8 +54,13 @@ type queryAPI struct {
 
 // newQueryAPI builds the API from the settings.
 func newQueryAPI(s *config.Settings, tables *index.Tables, log *slog.Logger) *queryAPI {
+	regions := map[string]string{}
+	for _, l := range s.LogsAccounts {
+		regions[l.Name] = l.Region
+	}
 	return &queryAPI{
-		q:   &query.Querier{Tables: tables, Limits: query.Limits{MaxDays: s.QueryMaxDays}},
+		q: &query.Querier{Tables: tables, Limits: query.Limits{MaxDays: s.QueryMaxDays},
+			FirstAccount: s.FirstLogsAccount().Name, Regions: regions},
 		log: log,
 		now: time.Now,
 	}
@@ -233,15 +238,23 @@ func (a *queryAPI) openAPI(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(openAPI)
 }
 
-// vaults serves GET /api/audit/vaults: {"vaults": ["kv1", …]}, every
-// vault indexed so far, lower-cased and sorted; [] before the first.
+// vaults serves GET /api/audit/vaults: {"vaults": ["kv1", …], "details":
+// [{"name":"kv1","subscription":…,"resourceGroup":…,"accounts":[…],
+// "regions":[…]}, …]}, every vault indexed so far, lower-cased and sorted;
+// [] before the first. details says where each vault's logs come from: its
+// subscription (from the blob path) and its logs accounts and their
+// regions (from the settings).
 func (a *queryAPI) vaults(w http.ResponseWriter, r *http.Request) {
-	names, err := a.q.Vaults(r.Context())
+	infos, err := a.q.VaultInfos(r.Context())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string][]string{"vaults": names})
+	names := make([]string, len(infos))
+	for i, v := range infos {
+		names[i] = v.Name
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"vaults": names, "details": infos})
 }
 
 // lazyResponse sends the status line and headers with the first bytes of

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -198,6 +199,162 @@ func TestIdentityBasedSettings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIdentityTwoLogsAccounts is TestIdentityBasedSettings with two logs
+// accounts (issue 17): the second, logstwo, another Azurite over HTTPS
+// checking bearer tokens, reached by identity alone
+// (AuditLogsStorage_logstwo__blobServiceUri, __credential, __clientId). A
+// BlobCreated event of the second account is read with the identity and
+// answered from the one index; with a wrong client id on the second
+// account only, its event is a 503 naming that setting, and the first
+// account's blobs are still indexed.
+func TestIdentityTwoLogsAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the handler and starts two Azurites of its own")
+	}
+	azuritetest.Require(t)
+	one, err := azuritetest.Start(azuritetest.Options{OAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { one.Stop() })
+	two, err := azuritetest.Start(azuritetest.Options{OAuth: true, Account: "logstwo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { two.Stop() })
+	// The handler trusts both emulators' certificates, and nothing else.
+	certs := filepath.Join(t.TempDir(), "roots.pem")
+	var pem []byte
+	for _, f := range []string{one.CertFile, two.CertFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem = append(pem, b...)
+	}
+	if err := os.WriteFile(certs, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idp := identitytest.Start(t)
+	bin := buildHandler(t)
+	data := samples(t)
+	want := bytes.Count(data, []byte("\n"))
+	seed := &identityRig{t: t, az: two}
+	seed.seedClients()
+	first := &identityRig{t: t, az: one}
+	first.seedClients()
+
+	for _, tt := range []struct {
+		name    string
+		twoID   string
+		status  int
+		logs    string
+		indexed int // rows in Events after both accounts' events
+	}{
+		{name: "both read by identity", twoID: idp.ClientID, status: http.StatusOK, logs: fmt.Sprintf("indexed %d records", want), indexed: 2 * want},
+		{name: "wrong client id on the second", twoID: "0badc0de-0000-4000-8000-000000000000", status: http.StatusServiceUnavailable,
+			logs: config.LogsAccountSetting("logstwo") + "__clientId", indexed: want},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := strings.ReplaceAll(tt.name, " ", "")
+			container := "logs-" + strings.ToLower(id)
+			prefix := "id2" + id
+			for _, r := range []*identityRig{first, seed} {
+				if _, err := r.blobs.CreateContainer(context.Background(), container, nil); err != nil {
+					t.Fatal(err)
+				}
+				ab := r.blobs.ServiceClient().NewContainerClient(container).NewAppendBlobClient(sampleBlob)
+				if _, err := ab.Create(context.Background(), nil); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ab.AppendBlock(context.Background(), streaming.NopCloser(bytes.NewReader(data)), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			port := freePort(t)
+			cmd := exec.Command(bin)
+			two := config.LogsAccountSetting("logstwo")
+			cmd.Env = []string{
+				"AuditLogsStorage__blobServiceUri=" + one.BlobURL,
+				"AuditLogsStorage__credential=managedidentity",
+				"AuditLogsStorage__clientId=" + idp.ClientID,
+				config.SettingLogsAccounts + "=logstwo:northeurope",
+				two + "__blobServiceUri=" + seed.az.BlobURL,
+				two + "__credential=managedidentity",
+				two + "__clientId=" + tt.twoID,
+				"AuditIndexStorage__tableServiceUri=" + one.TableURL,
+				"AuditIndexStorage__credential=managedidentity",
+				"AuditIndexStorage__clientId=" + idp.ClientID,
+				config.SettingLogsContainer + "=" + container,
+				config.SettingTablePrefix + "=" + prefix,
+				config.SettingCustomPort + "=" + strconv.Itoa(port),
+				config.SettingRetentionDays + "=36600",
+				"IDENTITY_ENDPOINT=" + idp.URL,
+				"IDENTITY_HEADER=" + idp.Secret,
+				"SSL_CERT_FILE=" + certs,
+			}
+			out := &lockedBuffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					_ = cmd.Process.Kill()
+					<-exited
+				}
+			})
+			h := &identityHandler{t: t, url: "http://127.0.0.1:" + strconv.Itoa(port), container: container, blobURL: one.BlobURL, out: out}
+			waitReady(t, h, exited)
+			for i, acct := range []*azuritetest.Azurite{seed.az, one} {
+				req, err := hosttest.NewEventGridRequest(context.Background(), h.url, hosttest.EventGridInvocation{
+					Name: sampleBlob, Container: container, AccountURL: acct.BlobURL, ContentLength: int64(len(data))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				status, resp, err := hosttest.Do(http.DefaultClient, req)
+				if err != nil && (status == 0 || resp.Logs == nil) {
+					t.Fatalf("%v\n%s", err, h.stderr())
+				}
+				wantStatus, wantLogs := tt.status, tt.logs
+				if i == 1 { // the first account: always readable
+					wantStatus, wantLogs = http.StatusOK, fmt.Sprintf("indexed %d records", want)
+				}
+				if status != wantStatus || !strings.Contains(strings.Join(resp.Logs, "\n"), wantLogs) {
+					t.Fatalf("event of %s: %d %q, want %d naming %q\n%s", acct.Account, status, resp.Logs, wantStatus, wantLogs, h.stderr())
+				}
+			}
+			if n := first.tableRows(index.NewTables(first.tables, prefix).Name(index.TableEvents)); n != tt.indexed {
+				t.Errorf("%d event rows, want %d", n, tt.indexed)
+			}
+		})
+	}
+}
+
+// tableRows counts the rows of one table; a missing table counts none.
+func (r *identityRig) tableRows(table string) int {
+	r.t.Helper()
+	n := 0
+	pager := r.tables.NewClient(table).NewListEntitiesPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+			break
+		}
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		n += len(page.Entities)
+	}
+	return n
 }
 
 // identityRig is the Azurite, the identity endpoint and the handler binary

@@ -19,10 +19,10 @@ const usage = `usage:
   handler [serve] [-port N] [-addr HOST]   serve the Azure Functions host (default)
   handler parse [FILE…|-]                  print normalized records as NDJSON
   handler query events|stats|detections …  ask the index (see handler query -h)
-  handler backfill [-since DATE] [-until DATE] [-vault NAME] [-prefix P]
+  handler backfill [-since DATE] [-until DATE] [-vault NAME] [-prefix P] [-account A]
                                            index blobs that existed before kvaudit
   handler retention                        delete index days older than RetentionDays
-  handler status [-o json]                 per-blob offset, lag and errors of recent hours
+  handler status [-o json]                 per account and blob: offset, lag, errors of recent hours
   handler help, handler -h, handler --help this text
 
 Settings come from the environment (app settings); see README.md.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
 	"github.com/kvaudit/kvaudit/internal/alert"
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/catchup"
@@ -44,21 +46,32 @@ func newApp(s *config.Settings, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	tables := index.NewTables(clients.Table, s.TablePrefix)
+	first := s.FirstLogsAccount()
+	others := map[string]*container.Client{}
+	regions := map[string]string{}
+	for _, l := range s.LogsAccounts {
+		regions[l.Name] = l.Region
+		if !l.First {
+			others[l.Name] = clients.Logs[l.Name].ServiceClient().NewContainerClient(s.LogsContainer)
+		}
+	}
 	a := &app{
 		settings: s,
 		log:      log,
 		tables:   tables,
 		ingester: &ingest.Ingester{
-			Container:   clients.Blob.ServiceClient().NewContainerClient(s.LogsContainer),
-			Tables:      tables,
-			Log:         log,
-			Concurrency: s.IngestConcurrency,
+			Container:    clients.Blob.ServiceClient().NewContainerClient(s.LogsContainer),
+			Accounts:     others,
+			FirstAccount: first.Name,
+			Tables:       tables,
+			Log:          log,
+			Concurrency:  s.IngestConcurrency,
 			// What retention would delete is not indexed.
 			RetentionDays: s.RetentionDays,
 		},
 	}
 	a.catchup = &catchup.Runner{
-		Container:     a.ingester.Container,
+		Regions:       regions,
 		Tables:        tables,
 		Ingester:      a.ingester,
 		Log:           log,
@@ -101,6 +114,7 @@ func (a *app) routeTable() []route {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		}, headOK: true},
 		{method: http.MethodPost, path: "/BlobTrigger", h: a.blobTrigger, jsonBody: true},
+		{method: http.MethodPost, path: "/EventGridTrigger", h: a.eventGridTrigger, jsonBody: true},
 		{method: http.MethodPost, path: "/CatchUp", h: a.catchUpTimer, jsonBody: true},
 		{method: http.MethodGet, path: pathEvents, h: a.query.events, params: true},
 		{method: http.MethodGet, path: pathStats, h: a.query.stats, params: true},

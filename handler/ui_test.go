@@ -157,16 +157,29 @@ func TestWebUISize(t *testing.T) {
 func TestVaultsRoute(t *testing.T) {
 	ta := newTestApp(t, nil)
 	resp, body := ta.send("GET", "/api/audit/vaults", "", nil)
-	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"vaults":[]}` {
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"details":[],"vaults":[]}` {
 		t.Fatalf("empty index: %d %s", resp.StatusCode, body)
 	}
 	ta = fixtureApp(t)
 	resp, body = ta.send("GET", "/api/audit/vaults", "", nil)
-	var v struct{ Vaults []string }
+	var v struct {
+		Vaults  []string
+		Details []struct {
+			Name, Subscription string
+			Accounts           []string
+		}
+	}
 	if err := json.Unmarshal(body, &v); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	if strings.Join(v.Vaults, ",") != "kv1,testpermissionvault" {
-		t.Fatalf("vaults %v", v.Vaults)
+	if strings.Join(v.Vaults, ",") != "kv1,testpermissionvault" || len(v.Details) != 2 {
+		t.Fatalf("vaults %s", body)
+	}
+	// Where each vault's logs come from: its subscription, from the blob
+	// path, and its logs account (the one Azurite's).
+	for _, d := range v.Details {
+		if d.Subscription == "" || strings.Join(d.Accounts, ",") != "devstoreaccount1" {
+			t.Errorf("vault details %+v", d)
+		}
 	}
 }

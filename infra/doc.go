@@ -8,5 +8,7 @@
 // run against a stand-in az, and the code itself: every app setting is one
 // internal/config knows, every setting the functions need is set, roles,
 // container and function names agree, every shared name carries the
-// environment's token.
+// environment's token; and ../scripts/bicep-eval.js evaluates what the
+// template deploys from given parameters (regions_test.go: each vault's
+// diagnostic setting points at its region's logs account).
 package infra

@@ -15,18 +15,29 @@ import (
 //	locations / locations.fail      list-flexconsumption-locations
 //	runtimes / runtimes.fail        list-flexconsumption-runtimes
 //	<vault>.tsv / <vault>.fail      monitor diagnostic-settings list --resource …/<vault>
+//	<vault>.location                resource show --ids …/<vault> (none: it fails)
+//	account-<name>                  storage account show --name <name> (none: it fails)
+//	topics                          eventgrid system-topic list
 //
 // A .tsv file holds what az prints with the hook's --query and -o tsv.
 const fakeAz = `#!/bin/sh
 echo "az $*" >> "$AZ_LOG"
 answer() { if [ -f "$AZ_DIR/$1.fail" ]; then echo "az: failed" >&2; exit 2; fi; [ ! -f "$AZ_DIR/$1" ] || cat "$AZ_DIR/$1"; }
+must() { if [ -f "$AZ_DIR/$1" ]; then cat "$AZ_DIR/$1"; else echo "az: not found" >&2; exit 3; fi; }
+arg() { prev=""; for a in "$@"; do [ "$prev" = "$FLAG" ] && printf '%s' "$a"; prev="$a"; done; }
 case "$*" in
 "functionapp list-flexconsumption-locations"*) answer locations ;;
 "functionapp list-flexconsumption-runtimes"*) answer runtimes ;;
 "monitor diagnostic-settings list"*)
-  res=""; prev=""
-  for a in "$@"; do [ "$prev" = "--resource" ] && res="$a"; prev="$a"; done
+  res=$(FLAG=--resource arg "$@")
   answer "${res##*/}.tsv" ;;
+"resource show"*)
+  res=$(FLAG=--ids arg "$@")
+  must "${res##*/}.location" ;;
+"storage account show"*)
+  name=$(FLAG=--name arg "$@")
+  must "account-$name" ;;
+"eventgrid system-topic list"*) answer topics ;;
 *) echo "fake az: unexpected call: $*" >&2; exit 9 ;;
 esac
 `
@@ -101,6 +112,10 @@ func TestPreprovisionHook(t *testing.T) {
 	vaultFiles := map[string]string{
 		"locations": flexList,
 		"runtimes":  "1.0\n",
+		// Every vault in the logs account's region.
+		"kv-legacy.location": "westeurope\n", "kv-other.location": "westeurope\n", "kv-own.location": "westeurope\n",
+		"kv-denied.location": "westeurope\n", "kv-alllogs.location": "westeurope\n", "kv-metrics.location": "westeurope\n",
+		"account-stlogs": "westeurope\n",
 		// AuditEvent to the logs account (its id in other letter case): reuse.
 		"kv-legacy.tsv": "legacy\t" + strings.ToUpper(logsID) + "\t1\n",
 		// To another account: kvaudit still needs its own.
@@ -157,7 +172,9 @@ func TestPreprovisionHook(t *testing.T) {
 			skipped: []string{}, noCalls: []string{"diagnostic-settings"}},
 		{name: "no vaults", files: vaultFiles, env: with(env, "KVAUDIT_KEY_VAULT_IDS", "\x00"), skipped: []string{}},
 		{name: "without azd it prints the value", files: vaultFiles, env: env, noAzd: true,
-			wantOut: []string{"pass vaultsAlreadyLogging='" + vault("kv-legacy") + "," + vault("kv-alllogs") + "'"}},
+			wantOut: []string{"vaultsAlreadyLogging='" + vault("kv-legacy") + "," + vault("kv-alllogs") + "'", "pass keyVaultRegions='westeurope,"}},
+		{name: "a named logs account that cannot be read", files: with(vaultFiles, "account-stlogs", "\x00"), env: env,
+			fail: "cannot read the region of the logs account stlogs", noCalls: []string{"azd env set"}},
 		{name: "region without Flex Consumption", files: vaultFiles, env: with(env, "AZURE_LOCATION", "japanwest"),
 			fail: "Flex Consumption is not offered in japanwest", wantOut: []string{"  eastus", "azd env set AZURE_LOCATION"}, noCalls: []string{"diagnostic-settings", "azd env set"}},
 		{name: "region without the custom runtime", files: with(vaultFiles, "runtimes", ""), env: env,
@@ -202,6 +219,11 @@ func TestPreprovisionHook(t *testing.T) {
 					ids = append(ids, vault(v))
 				}
 				want := "azd env set KVAUDIT_VAULTS_ALREADY_LOGGING=" + strings.Join(ids, ",") + "\n"
+				for _, also := range []string{"azd env set KVAUDIT_VAULT_REGIONS=", "azd env set KVAUDIT_LOGS_STORAGE_LOCATION=", "azd env set KVAUDIT_LOGS_REGIONS="} {
+					if !strings.Contains(r.calls, also) {
+						t.Errorf("want %q in calls:\n%s", also, r.calls)
+					}
+				}
 				if !strings.Contains(r.calls, want) {
 					t.Errorf("want %q in calls:\n%s\noutput:\n%s", want, r.calls, r.out)
 				}
@@ -227,8 +249,10 @@ func TestPreprovisionHooksAgree(t *testing.T) {
 			"az functionapp list-flexconsumption-runtimes --location",
 			"--runtime custom",
 			"az monitor diagnostic-settings list --resource",
-			"KVAUDIT_VAULTS_ALREADY_LOGGING=",
+			"KVAUDIT_VAULTS_ALREADY_LOGGING=", "KVAUDIT_VAULT_REGIONS=", "KVAUDIT_LOGS_STORAGE_LOCATION=", "KVAUDIT_LOGS_REGIONS=",
 			"KVAUDIT_KEY_VAULT_IDS", "KVAUDIT_LOGS_STORAGE_ACCOUNT", "AUDIT_LOGS_STORAGE_ACCOUNT", "AUDIT_DIAGNOSTIC_SETTING_NAME",
+			"KVAUDIT_REGIONAL_LOGS_ACCOUNTS", "AUDIT_LOGS_ACCOUNTS", "KVAUDIT_LOGS_RESOURCE_GROUP",
+			"az resource show --ids", "--query location", "az storage account show --name", "az eventgrid system-topic list",
 		} {
 			if !strings.Contains(src, want) {
 				t.Errorf("%s lacks %q", hook, want)
@@ -244,17 +268,25 @@ func TestPreprovisionHooksAgree(t *testing.T) {
 		}
 	}
 	params := read(t, "infra/main.parameters.json")
-	if !strings.Contains(params, `"vaultsAlreadyLogging": {`) || !strings.Contains(params, `"${KVAUDIT_VAULTS_ALREADY_LOGGING}"`) {
-		t.Error("main.parameters.json does not pass KVAUDIT_VAULTS_ALREADY_LOGGING as vaultsAlreadyLogging")
+	for param, env := range map[string]string{
+		"vaultsAlreadyLogging": "KVAUDIT_VAULTS_ALREADY_LOGGING",
+		"keyVaultRegions":      "KVAUDIT_VAULT_REGIONS",
+		"logsStorageLocation":  "KVAUDIT_LOGS_STORAGE_LOCATION",
+		"logsRegions":          "KVAUDIT_LOGS_REGIONS",
+	} {
+		if !strings.Contains(params, `"`+param+`": {`) || !strings.Contains(params, `"${`+env+`}"`) {
+			t.Errorf("main.parameters.json does not pass %s as %s", env, param)
+		}
 	}
 	src := read(t, "infra/main.bicep")
-	if !strings.Contains(block(t, src, "module vaultDiagnostics "), "in diagnosticVaultIds:") ||
-		!strings.Contains(src, "var diagnosticVaultIds = filter(vaultIds, id => !contains(alreadyLogging, toLower(id)))") {
+	if !strings.Contains(block(t, src, "module vaultDiagnostics "), "in diagnosticVaults:") ||
+		!strings.Contains(src, "var diagnosticVaults = filter(vaults, v => !contains(alreadyLogging, toLower(v.id)) && ") {
 		t.Error("main.bicep does not leave out the vaults already logging")
 	}
 	// The hook recognises kvaudit's own setting by the name the template outputs.
 	if !strings.Contains(src, "\noutput AUDIT_DIAGNOSTIC_SETTING_NAME string = diagnosticSettingName\n") ||
-		!strings.Contains(src, "\noutput AUDIT_LOGS_STORAGE_ACCOUNT string = logsAccountName\n") {
+		!strings.Contains(src, "\noutput AUDIT_LOGS_STORAGE_ACCOUNT string = logsAccountName\n") ||
+		!strings.Contains(src, "\noutput AUDIT_LOGS_ACCOUNTS string = ") {
 		t.Error("main.bicep does not output the names the preprovision hook reads")
 	}
 }

@@ -87,10 +87,51 @@ func functions(t *testing.T) []function {
 	return fns
 }
 
+// regionalSettings is main.bicep's var regionalAppSettings: each other
+// region's logs account's settings, name (with ${r.account}) → expression.
+func regionalSettings(t *testing.T) map[string]string {
+	t.Helper()
+	b := block(t, read(t, "infra/main.bicep"), "var regionalAppSettings = reduce(")
+	m := map[string]string{}
+	for _, sm := range regexp.MustCompile(`(?m)^\s+'([^']+)':\s*(.+)$`).FindAllStringSubmatch(b, -1) {
+		m[sm[1]] = strings.TrimSpace(sm[2])
+	}
+	if len(m) == 0 {
+		t.Fatal("no regional app settings found in main.bicep")
+	}
+	return m
+}
+
+// sampleAccount stands for ${r.account} in a regional setting's name.
+const sampleAccount = "stkvlogsample0000000001"
+
+// packagedFunctions are the function folders .funcignore does not leave
+// out: what tools/package ships (a test there keeps the two equal).
+func packagedFunctions(t *testing.T) []string {
+	t.Helper()
+	ignore := read(t, ".funcignore")
+	var out []string
+	for _, fn := range functions(t) {
+		if !strings.Contains("\n"+ignore, "\n"+fn.Name+"/\n") {
+			out = append(out, fn.Name)
+		}
+	}
+	return out
+}
+
 // Every app setting the template sets is one kvaudit reads or one the
 // host reads; none is one Flex Consumption refuses or one holding a key.
 func TestAppSettingsAreKnown(t *testing.T) {
 	known := append(config.Names(), config.HostSettings...)
+	for name, value := range regionalSettings(t) {
+		n := strings.ReplaceAll(name, "${r.account}", sampleAccount)
+		if !strings.HasPrefix(name, "AuditLogsStorage_${r.account}__") || !config.IsName(n) {
+			t.Errorf("regional app setting %s is not a logs account setting kvaudit reads (config.IsName)", name)
+		}
+		if strings.Contains(strings.ToLower(value), "accountkey") || strings.Contains(value, "listKeys") {
+			t.Errorf("app setting %s = %s: identity everywhere, no keys", name, value)
+		}
+	}
 	refused := []string{
 		"FUNCTIONS_WORKER_RUNTIME",    // functionAppConfig.runtime on Flex
 		"WEBSITE_RUN_FROM_PACKAGE",    // functionAppConfig.deployment on Flex
@@ -125,7 +166,11 @@ func TestAppSettingsNeededAreSet(t *testing.T) {
 		need[conn+"__clientId"] = why
 	}
 	percent := regexp.MustCompile(`%([A-Za-z0-9_]+)%`)
+	shipped := packagedFunctions(t)
 	for _, fn := range functions(t) {
+		if !slices.Contains(shipped, fn.Name) {
+			continue // for local runs only: not in the package
+		}
 		for _, m := range percent.FindAllStringSubmatch(fn.raw, -1) {
 			need[m[1]] = fn.Name + "/function.json reads %" + m[1] + "%"
 		}
@@ -149,6 +194,24 @@ func TestAppSettingsNeededAreSet(t *testing.T) {
 	need["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "the app's own logs"
 	need["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] = "Application Insights with identity auth (local auth disabled)"
 	need[config.SettingRetentionDays] = "the RetentionDays parameter"
+	need[config.SettingLogsRegion] = "the first logs account's region"
+	need[config.SettingLogsAccounts] = "the other regions' logs accounts"
+	regional := regionalSettings(t)
+	for _, suf := range []string{"__blobServiceUri", "__credential", "__clientId"} {
+		name := "AuditLogsStorage_${r.account}" + suf
+		v, ok := regional[name]
+		switch {
+		case !ok:
+			t.Errorf("regional app setting %s is not set", name)
+		case suf == "__credential" && v != "'managedidentity'":
+			t.Errorf("%s = %s, want 'managedidentity'", name, v)
+		case suf == "__clientId" && v != "identity.properties.clientId":
+			t.Errorf("%s = %s, want the user-assigned identity's client id", name, v)
+		}
+	}
+	if !strings.Contains(read(t, "infra/main.bicep"), "properties: union(appSettings, regionalAppSettings)") {
+		t.Error("the app's settings are not appSettings and regionalAppSettings")
+	}
 	for name, why := range need {
 		v, ok := set[name]
 		if !ok {
@@ -169,6 +232,7 @@ func TestAppSettingsNeededAreSet(t *testing.T) {
 
 // The built-in roles, by GUID, and what each is for.
 var wantRoles = map[string]string{
+	"2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "storageBlobDataReader",
 	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "storageBlobDataOwner",
 	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "storageQueueDataContributor",
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "storageTableDataContributor",
@@ -213,9 +277,10 @@ func TestRoleGUIDs(t *testing.T) {
 	// Who gets what: each account's role list names the roles it needs.
 	src := read(t, "infra/main.bicep")
 	grants := map[string][]string{
-		"hostRoles":  {"storageBlobDataOwner", "storageQueueDataContributor", "storageTableDataContributor", "storageAccountContributor"},
-		"logsRoles":  {"storageBlobDataOwner", "storageQueueDataContributor"},
-		"indexRoles": {"storageTableDataContributor"},
+		"hostRoles":         {"storageBlobDataOwner", "storageQueueDataContributor", "storageTableDataContributor", "storageAccountContributor"},
+		"logsRoles":         {"storageBlobDataReader"},
+		"regionalLogsRoles": {"storageBlobDataReader"},
+		"indexRoles":        {"storageTableDataContributor"},
 	}
 	for module, want := range grants {
 		b := block(t, src, "module "+module+" ")
@@ -253,29 +318,43 @@ func TestContainerAndFunctionNames(t *testing.T) {
 	if !strings.Contains(read(t, "infra/main.bicep"), "var logsContainerName = '"+container+"'") {
 		t.Errorf("main.bicep's logsContainerName is not LogsContainer's default %q", container)
 	}
-	var blobTriggers []string
+	var eventGridTriggers []string
 	for _, fn := range functions(t) {
 		for _, b := range fn.Bindings {
-			if b["type"] == "blobTrigger" {
-				blobTriggers = append(blobTriggers, fn.Name)
+			switch b["type"] {
+			case "blobTrigger":
+				// Local runs only (func start polls Azurite).
 				if p, _ := b["path"].(string); !strings.HasPrefix(p, container+"/") {
 					t.Errorf("%s/function.json path %q is not in %s", fn.Name, p, container)
 				}
+			case "eventGridTrigger":
+				eventGridTriggers = append(eventGridTriggers, fn.Name)
 			}
 		}
 	}
-	fnRE := regexp.MustCompile(`functionName=Host\.Functions\.([A-Za-z0-9_]+)`)
+	if !slices.Equal(eventGridTriggers, []string{"EventGridTrigger"}) || !slices.Contains(packagedFunctions(t), "EventGridTrigger") {
+		t.Errorf("Event Grid trigger folders %q, want EventGridTrigger, packaged", eventGridTriggers)
+	}
+	// The Event Grid extension finds the function by its bare name (it
+	// keys its listeners by the last part of the function's name).
+	fnRE := regexp.MustCompile(`functionName=([A-Za-z0-9_.]+)`)
+	deadLetter := regexp.MustCompile(`\nvar deadLetterContainerName = '([a-z0-9-]+)'\n`).FindStringSubmatch(read(t, "infra/main.bicep"))
+	if deadLetter == nil {
+		t.Fatal("main.bicep has no deadLetterContainerName")
+	}
 	for _, hook := range []string{"hooks/postdeploy.sh", "hooks/postdeploy.ps1"} {
 		src := read(t, hook)
 		m := fnRE.FindAllStringSubmatch(src, -1)
-		if len(m) != 1 || !slices.Contains(blobTriggers, m[0][1]) {
-			t.Errorf("%s: webhook function %v, want one of the blob-trigger folders %q", hook, m, blobTriggers)
+		if len(m) != 1 || !slices.Contains(eventGridTriggers, m[0][1]) {
+			t.Errorf("%s: webhook function %v, want the Event Grid trigger's folder %q", hook, m, eventGridTriggers)
 		}
 		for _, want := range []string{
-			"/runtime/webhooks/blobs?",
-			"systemKeys.blobs_extension",
+			"/runtime/webhooks/eventgrid?",
+			"systemKeys.eventgrid_extension",
 			"Microsoft.Storage.BlobCreated",
 			"/blobServices/default/containers/",
+			"--deadletter-endpoint",
+			deadLetter[1],
 			container,
 		} {
 			if !strings.Contains(src, want) {
@@ -386,8 +465,11 @@ func TestBicepLint(t *testing.T) {
 }
 
 // The POSIX hook, run against a stand-in az that records its calls: the
-// first run creates the event subscription with the webhook of the
-// BlobTrigger and the system key, the second updates it (idempotent).
+// first run creates an event subscription on every logs account's topic
+// with the Event Grid trigger's webhook and system key (dead letters to
+// the account's container where it has one), the second updates them
+// (idempotent), which also repoints a subscription a deployment before
+// issue 17 made for the blob trigger.
 func TestPostdeployHookIsIdempotent(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
@@ -399,13 +481,19 @@ func TestPostdeployHookIsIdempotent(t *testing.T) {
 echo "az $*" >> "$AZ_LOG"
 case "$*" in
 "functionapp keys list"*) echo "sys-key_1==" ;;
-"eventgrid system-topic event-subscription show"*) [ -f "$AZ_STATE" ] || exit 3 ;;
-"eventgrid system-topic event-subscription create"*) : > "$AZ_STATE" ;;
+"resource show --ids "*stweu/blobServices/default/containers/kvaudit-deadletter*) exit 0 ;;
+"resource show"*) echo "not found" >&2; exit 3 ;;
+"eventgrid system-topic event-subscription show"*) grep -q -- "$6" "$AZ_STATE" 2>/dev/null || exit 3 ;;
+"eventgrid system-topic event-subscription create"*) echo "$6" >> "$AZ_STATE" ;;
 esac
 `
 	if err := os.WriteFile(filepath.Join(dir, "az"), []byte(stub), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	const (
+		weu = "/subscriptions/s/resourceGroups/rg-logs/providers/Microsoft.Storage/storageAccounts/stweu"
+		eus = "/subscriptions/s/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/steus"
+	)
 	run := func() string {
 		t.Helper()
 		cmd := exec.Command(sh, "hooks/postdeploy.sh")
@@ -415,7 +503,7 @@ esac
 			"AZ_LOG="+azLog, "AZ_STATE="+state,
 			"AZURE_RESOURCE_GROUP=rg-app", "AZURE_FUNCTION_APP_NAME=func-kvaudit-x",
 			"AZURE_FUNCTION_APP_HOSTNAME=func-kvaudit-x.azurewebsites.net",
-			"EVENTGRID_SYSTEM_TOPIC_NAME=evgt-x", "EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP=rg-logs",
+			"EVENTGRID_TOPICS=evgt-weu|rg-logs|"+weu+",evgt-eus|rg-app|"+eus,
 			"EVENTGRID_SUBSCRIPTION_NAME=kvaudit-tok",
 		)
 		out, err := cmd.CombinedOutput()
@@ -426,21 +514,28 @@ esac
 		_ = os.Remove(azLog)
 		return string(b)
 	}
-	endpoint := "--endpoint https://func-kvaudit-x.azurewebsites.net/runtime/webhooks/blobs?functionName=Host.Functions.BlobTrigger&code=sys-key_1== "
+	endpoint := "--endpoint https://func-kvaudit-x.azurewebsites.net/runtime/webhooks/eventgrid?functionName=EventGridTrigger&code=sys-key_1== "
 	subject := "--subject-begins-with /blobServices/default/containers/" + defaultContainer(t) + "/blobs/ "
 	first := run()
 	for _, want := range []string{
-		"az functionapp keys list --resource-group rg-app --name func-kvaudit-x --query systemKeys.blobs_extension",
-		"az eventgrid system-topic event-subscription create --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-tok --endpoint-type webhook " + endpoint,
-		"--included-event-types Microsoft.Storage.BlobCreated " + subject,
+		"az functionapp keys list --resource-group rg-app --name func-kvaudit-x --query systemKeys.eventgrid_extension",
+		"az eventgrid system-topic event-subscription create --resource-group rg-logs --system-topic-name evgt-weu --name kvaudit-tok --endpoint-type webhook " + endpoint,
+		"--included-event-types Microsoft.Storage.BlobCreated " + subject + "--deadletter-endpoint " + weu + "/blobServices/default/containers/kvaudit-deadletter --output none",
+		"az eventgrid system-topic event-subscription create --resource-group rg-app --system-topic-name evgt-eus --name kvaudit-tok --endpoint-type webhook " + endpoint,
+		"--included-event-types Microsoft.Storage.BlobCreated " + subject + "--output none",
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("first run lacks %q:\n%s", want, first)
 		}
 	}
+	if strings.Count(first, "event-subscription create") != 2 {
+		t.Errorf("first run: want a subscription on each of the two topics:\n%s", first)
+	}
 	second := run()
-	if strings.Contains(second, "event-subscription create") || !strings.Contains(second, "event-subscription update --resource-group rg-logs --system-topic-name evgt-x --name kvaudit-tok "+endpoint) {
-		t.Errorf("second run did not update the subscription:\n%s", second)
+	if strings.Contains(second, "event-subscription create") ||
+		!strings.Contains(second, "event-subscription update --resource-group rg-logs --system-topic-name evgt-weu --name kvaudit-tok "+endpoint) ||
+		!strings.Contains(second, "event-subscription update --resource-group rg-app --system-topic-name evgt-eus --name kvaudit-tok "+endpoint) {
+		t.Errorf("second run did not update both subscriptions:\n%s", second)
 	}
 }
 
@@ -464,20 +559,38 @@ func TestAppSettingsLoad(t *testing.T) {
 		case strings.HasPrefix(name, "Alert"):
 			// Optional parameters, empty by default: no sink.
 			env[name] = ""
+		case name == config.SettingLogsRegion:
+			env[name] = "westeurope"
+		case name == config.SettingLogsAccounts:
+			env[name] = sampleAccount + ":eastus"
 		default:
 			env[name] = "from-bicep"
+		}
+	}
+	for name, expr := range regionalSettings(t) {
+		name = strings.ReplaceAll(name, "${r.account}", sampleAccount)
+		switch {
+		case strings.HasSuffix(name, "ServiceUri"):
+			env[name] = "https://" + sampleAccount + ".blob.core.windows.net"
+		case strings.HasSuffix(name, "__clientId"):
+			env[name] = "00000000-0000-0000-0000-000000000001"
+		default:
+			env[name] = strings.Trim(expr, "'")
 		}
 	}
 	s, err := config.FromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatalf("the template's settings do not load: %v", err)
 	}
-	for _, a := range []config.Account{s.Logs, s.Index} {
+	if len(s.LogsAccounts) != 2 || s.LogsAccounts[1].Name != sampleAccount || !s.LogsAccounts[1].Account.Identity {
+		t.Errorf("logs accounts %v, want the first and %s by identity", s.LogsAccounts, sampleAccount)
+	}
+	for _, a := range []config.Account{s.Logs, s.Index, s.LogsAccounts[len(s.LogsAccounts)-1].Account} {
 		if !a.Identity || a.Credential != "managedidentity" || a.ClientID == "" {
 			t.Errorf("%s: not by user-assigned managed identity: %+v", a.Setting, a)
 		}
 	}
-	if s.Logs.BlobURL == "" || s.Logs.QueueURL == "" || s.Index.TableURL == "" {
+	if s.Logs.BlobURL == "" || s.Index.TableURL == "" {
 		t.Errorf("endpoints missing: logs %+v, index %+v", s.Logs, s.Index)
 	}
 	var environ []string

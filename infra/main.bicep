@@ -1,13 +1,18 @@
 // kvaudit on Azure Functions Flex Consumption: the function app, its
 // storage, one user-assigned managed identity with the roles it needs,
-// Application Insights, the Event Grid system topic of the logs account,
-// and the Key Vault diagnostic settings that write the audit logs.
-// Identity everywhere: no storage key or connection string is stored.
+// Application Insights, a logs account (and its Event Grid system topic)
+// in every region that holds vaults, and the Key Vault diagnostic
+// settings that write each vault's audit logs to its region's account
+// (issue 17). Identity everywhere: no storage key or connection string is
+// stored.
 //
 // azd up deploys it (azure.yaml, main.parameters.json); without azd:
 //   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<name>
-// The Event Grid subscription is made after the code is deployed, by
-// hooks/postdeploy.sh (or .ps1).
+// The Event Grid subscriptions are made after the code is deployed, by
+// hooks/postdeploy.sh (or .ps1). The vaults' regions are not known to a
+// template before it deploys (a resource's location must be a deploy-time
+// constant, BCP120): hooks/preprovision reads them and passes them in
+// keyVaultRegions and logsRegions.
 
 targetScope = 'resourceGroup'
 
@@ -19,8 +24,11 @@ param environmentName string
 @description('Region of the function app and of every new resource.')
 param location string = resourceGroup().location
 
-@description('Existing storage account Key Vault already writes its audit logs to (the common case); empty to create one. Azure Monitor needs it in the vaults\' region.')
+@description('Existing storage account Key Vault already writes its audit logs to (the common case); empty to create one, in location. It is the first logs account (AuditLogsStorage), for the vaults of its region; Azure Monitor needs a vault\'s logs account in the vault\'s region.')
 param logsStorageAccountName string = ''
+
+@description('Region of logsStorageAccountName (hooks/preprovision reads it); ignored for a new account, which is made in location.')
+param logsStorageLocation string = ''
 
 @description('Resource group of logsStorageAccountName; empty for this one.')
 param logsStorageResourceGroupName string = ''
@@ -43,6 +51,12 @@ param keyVaultIds string = ''
 
 @description('Resource ids, among keyVaultIds, of vaults that already send AuditEvent to the logs account through a diagnostic setting of their own, separated by commas: no kvaudit setting is made for them, since Azure Monitor refuses a second setting with the same category and destination. hooks/preprovision finds them.')
 param vaultsAlreadyLogging string = ''
+
+@description('The region of each vault of keyVaultIds, in the same order, separated by commas (hooks/preprovision reads each vault\'s location). A vault without a region gets no diagnostic setting.')
+param keyVaultRegions string = ''
+
+@description('The logs account of every other region that holds vaults, separated by commas, each region|account|resourceGroup|systemTopic|topicResourceGroup: an empty account is a new one made by this template in that region; an existing account may name its existing system topic. hooks/preprovision writes it.')
+param logsRegions string = ''
 
 @minValue(1)
 @maxValue(36600)
@@ -100,11 +114,13 @@ var appName = 'func-kvaudit-${token}'
 var deploymentContainerName = 'app-package-${take(token, 8)}'
 
 // The container Azure Monitor writes Key Vault audit logs to: the default of
-// AuditLogsContainer and the path of BlobTrigger/function.json.
+// AuditLogsContainer, the path of BlobTrigger/function.json (local runs)
+// and the subject the event subscriptions filter on (hooks/postdeploy).
 var logsContainerName = 'insights-logs-auditevent'
 
 // Built-in role definitions.
 var roles = {
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -118,7 +134,39 @@ var logsAccountName = newLogsAccount ? 'stkvlogs${take(token, 16)}' : logsStorag
 var logsResourceGroupName = newLogsAccount || empty(logsStorageResourceGroupName) ? resourceGroup().name : logsStorageResourceGroupName
 var vaultIds = filter(map(split(keyVaultIds, ','), id => trim(id)), id => !empty(id))
 var alreadyLogging = map(filter(map(split(vaultsAlreadyLogging, ','), id => trim(id)), id => !empty(id)), id => toLower(id))
-var diagnosticVaultIds = filter(vaultIds, id => !contains(alreadyLogging, toLower(id)))
+
+// ---- regions (issue 17): Azure Monitor writes a vault's logs only to an
+// account in the vault's region. The first logs account serves its own
+// region; every other region holding vaults gets an account of its own.
+
+// Regions are compared as 'westeurope', whatever the spelling given
+// ('West Europe').
+var firstLogsRegion = toLower(replace(trim(newLogsAccount ? location : logsStorageLocation), ' ', ''))
+var vaultRegionList = split(keyVaultRegions, ',')
+var vaults = [for (id, i) in vaultIds: {
+  id: id
+  region: toLower(replace(trim(join(take(skip(vaultRegionList, i), 1), '')), ' ', ''))
+}]
+
+// One entry a region, region|account|resourceGroup|topic|topicResourceGroup,
+// padded so that every field exists; the first account's region is left out.
+var regionFields = filter(map(filter(split(logsRegions, ','), e => !empty(trim(e))), e => split('${trim(e)}|||||', '|')), f => toLower(replace(trim(f[0]), ' ', '')) != firstLogsRegion)
+var regional = [for f in regionFields: {
+  region: toLower(replace(trim(f[0]), ' ', ''))
+  newAccount: empty(f[1])
+  // A new account's name derives from the environment and the region:
+  // provisioning again finds the same account.
+  account: empty(f[1]) ? 'stkvlog${take(uniqueString(subscription().id, resourceGroup().id, environmentName, toLower(replace(trim(f[0]), ' ', ''))), 13)}' : (f[1])
+  resourceGroup: empty(f[1]) || empty(f[2]) ? resourceGroup().name : (f[2])
+  topic: f[3]
+  topicResourceGroup: empty(f[4]) ? (empty(f[1]) || empty(f[2]) ? resourceGroup().name : (f[2])) : (f[4])
+}]
+var regionalRegions = map(regional, r => (r.region))
+
+// A vault gets kvaudit's diagnostic setting unless it already sends
+// AuditEvent to its logs account, and unless its region has no logs
+// account here (an unknown region: hooks/preprovision warned).
+var diagnosticVaults = filter(vaults, v => !contains(alreadyLogging, toLower(v.id)) && (v.region == firstLogsRegion || contains(regionalRegions, v.region)))
 
 // Every name that lands in a resource group or on a resource other
 // environments may share (the logs account's and the vaults' resource
@@ -127,6 +175,11 @@ var diagnosticVaultIds = filter(vaultIds, id => !contains(alreadyLogging, toLowe
 var diagnosticSettingName = 'kvaudit-${token}'
 var eventSubscriptionName = 'kvaudit-${token}'
 var newIndexAccount = indexStorage == 'new'
+
+// The container of each new logs account where Event Grid leaves the
+// BlobCreated events it could not deliver within its retries (24 hours):
+// the event subscriptions' dead-letter destination (hooks/postdeploy).
+var deadLetterContainerName = 'kvaudit-deadletter'
 
 // ---- identity
 
@@ -196,8 +249,42 @@ resource newLogsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (new
     resource auditLogs 'containers' = {
       name: logsContainerName
     }
+
+    resource deadLetters 'containers' = {
+      name: deadLetterContainerName
+    }
   }
 }
+
+// The logs accounts of the other regions that hold vaults, where none was
+// named: made in their region, like the first.
+resource regionalLogsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = [for r in regional: if (r.newAccount) {
+  name: r.account
+  location: r.region
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: logsStorageProperties
+}]
+
+// Their containers, named through the account (the blob service 'default'
+// exists with every StorageV2 account): a looped resource's elements can
+// be no one's parent in the rule check of scripts/bicep-rules.js.
+resource regionalAuditLogs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for r in regional: if (r.newAccount) {
+  name: '${r.account}/default/${logsContainerName}'
+  dependsOn: [
+    regionalLogsStorage
+  ]
+}]
+
+resource regionalDeadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for r in regional: if (r.newAccount) {
+  name: '${r.account}/default/${deadLetterContainerName}'
+  dependsOn: [
+    regionalLogsStorage
+  ]
+}]
 
 resource logsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: logsAccountName
@@ -216,7 +303,6 @@ resource indexStorageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = if
 }
 
 var logsBlobEndpoint = 'https://${logsAccountName}.blob.${environment().suffixes.storage}'
-var logsQueueEndpoint = 'https://${logsAccountName}.queue.${environment().suffixes.storage}'
 var indexAccountName = newIndexAccount ? indexStorageAccount.name : logsAccountName
 var indexBlobEndpoint = 'https://${indexAccountName}.blob.${environment().suffixes.storage}'
 var indexTableEndpoint = 'https://${indexAccountName}.table.${environment().suffixes.storage}'
@@ -242,10 +328,11 @@ module hostRoles 'modules/storage-roles.bicep' = {
   }
 }
 
-// Logs account: the blob trigger with an identity connection needs Blob
-// Data Owner (it writes receipts and reads the blobs) and Queue Data
-// Contributor (Event Grid notifications and poison messages are queued on
-// the trigger's connection).
+// Logs accounts: kvaudit lists and reads the audit blobs, nothing more
+// (the Event Grid trigger binds no storage connection; the package carries
+// no blob trigger). A deployment made before issue 17 granted Blob Data
+// Owner and Queue Data Contributor on the first account for the blob
+// trigger; those assignments stay until removed by hand.
 module logsRoles 'modules/storage-roles.bicep' = {
   name: 'kvaudit-roles-logs-${token}'
   scope: resourceGroup(logsResourceGroupName)
@@ -253,14 +340,28 @@ module logsRoles 'modules/storage-roles.bicep' = {
     storageAccountName: logsAccountName
     principalId: identity.properties.principalId
     roleDefinitionIds: [
-      roles.storageBlobDataOwner
-      roles.storageQueueDataContributor
+      roles.storageBlobDataReader
     ]
   }
   dependsOn: [
     newLogsStorage
   ]
 }
+
+module regionalLogsRoles 'modules/storage-roles.bicep' = [for (r, i) in regional: {
+  name: 'kvaudit-roles-logs-${i}-${token}'
+  scope: resourceGroup(r.resourceGroup)
+  params: {
+    storageAccountName: r.account
+    principalId: identity.properties.principalId
+    roleDefinitionIds: [
+      roles.storageBlobDataReader
+    ]
+  }
+  dependsOn: [
+    regionalLogsStorage
+  ]
+}]
 
 // Index account: kvaudit writes and reads its tables.
 module indexRoles 'modules/storage-roles.bicep' = {
@@ -351,9 +452,10 @@ var appSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.properties.clientId
   AuditLogsStorage__blobServiceUri: logsBlobEndpoint
-  AuditLogsStorage__queueServiceUri: logsQueueEndpoint
   AuditLogsStorage__credential: 'managedidentity'
   AuditLogsStorage__clientId: identity.properties.clientId
+  AuditLogsRegion: firstLogsRegion
+  AuditLogsAccounts: join(map(regional, r => '${r.account}:${r.region}'), ',')
   AuditIndexStorage__blobServiceUri: indexBlobEndpoint
   AuditIndexStorage__tableServiceUri: indexTableEndpoint
   AuditIndexStorage__credential: 'managedidentity'
@@ -369,6 +471,14 @@ var appSettings = {
   AlertEventGridTopicEndpoint: alertTopic ? alertTopicSender.outputs.endpoint : ''
   AlertEventGridClientId: alertTopic ? identity.properties.clientId : ''
 }
+
+// The settings of each other region's logs account, named after it
+// (internal/config: AuditLogsStorage_<account>__…), by identity.
+var regionalAppSettings = reduce(regional, {}, (acc, r) => union(acc, {
+  'AuditLogsStorage_${r.account}__blobServiceUri': 'https://${r.account}.blob.${environment().suffixes.storage}'
+  'AuditLogsStorage_${r.account}__credential': 'managedidentity'
+  'AuditLogsStorage_${r.account}__clientId': identity.properties.clientId
+}))
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
@@ -415,10 +525,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // The roles first: the host reaches its storage as soon as settings land.
   resource settings 'config' = {
     name: 'appsettings'
-    properties: appSettings
+    properties: union(appSettings, regionalAppSettings)
     dependsOn: [
       hostRoles
       logsRoles
+      regionalLogsRoles
       indexRoles
       metricsPublisher
     ]
@@ -435,7 +546,7 @@ module logsEvents 'modules/logs-events.bicep' = {
   scope: resourceGroup(logsResourceGroupName)
   params: {
     storageAccountName: logsAccountName
-    location: newLogsAccount ? location : logsStorage.location
+    location: newLogsAccount ? location : (logsStorage.location)
     topicName: 'evgt-kvaudit-${token}'
     existingTopicName: logsSystemTopicName
     tags: tags
@@ -445,20 +556,40 @@ module logsEvents 'modules/logs-events.bicep' = {
   ]
 }
 
+// Each other region's account has its system topic too, in its region (a
+// parameter here, from hooks/preprovision, so a deploy-time constant); an
+// existing account may already have one (an account has at most one).
+module regionalLogsEvents 'modules/logs-events.bicep' = [for (r, i) in regional: {
+  name: 'kvaudit-logs-events-${i}-${token}'
+  scope: resourceGroup(r.resourceGroup)
+  params: {
+    storageAccountName: r.account
+    location: r.region
+    topicName: 'evgt-kvaudit-${r.region}-${token}'
+    existingTopicName: r.topic
+    tags: tags
+  }
+  dependsOn: [
+    regionalLogsStorage
+  ]
+}]
+
 // ---- Key Vault diagnostic settings, one per vault, in the vault's own
 // subscription and resource group (/subscriptions/<s>/resourceGroups/<g>/
-// providers/Microsoft.KeyVault/vaults/<name>).
+// providers/Microsoft.KeyVault/vaults/<name>), each to the logs account of
+// the vault's region (Azure Monitor refuses an account of another region).
 
-module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [for (vaultId, i) in diagnosticVaultIds: {
+module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [for (v, i) in diagnosticVaults: {
   name: 'kvaudit-diag-${i}-${token}'
-  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  scope: resourceGroup(split(v.id, '/')[2], split(v.id, '/')[4])
   params: {
-    vaultName: last(split(vaultId, '/'))
-    storageAccountId: logsStorage.id
+    vaultName: last(split(v.id, '/'))
+    storageAccountId: v.region == firstLogsRegion ? logsStorage.id : resourceId(regional[indexOf(regionalRegions, v.region)].resourceGroup, 'Microsoft.Storage/storageAccounts', regional[indexOf(regionalRegions, v.region)].account)
     settingName: diagnosticSettingName
   }
   dependsOn: [
     newLogsStorage
+    regionalLogsStorage
   ]
 }]
 
@@ -475,5 +606,12 @@ output AUDIT_INDEX_STORAGE_ACCOUNT string = indexAccountName
 output EVENTGRID_SYSTEM_TOPIC_NAME string = logsEvents.outputs.topicName
 output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = empty(logsSystemTopicName) || empty(logsSystemTopicResourceGroupName) ? logsEvents.outputs.resourceGroupName : logsSystemTopicResourceGroupName
 output EVENTGRID_SUBSCRIPTION_NAME string = eventSubscriptionName
+// Every logs account's system topic, for hooks/postdeploy: topic|topic's
+// resource group|account id, separated by commas, the first account's first.
+output EVENTGRID_TOPICS string = join(concat(['${logsEvents.outputs.topicName}|${empty(logsSystemTopicName) || empty(logsSystemTopicResourceGroupName) ? logsEvents.outputs.resourceGroupName : logsSystemTopicResourceGroupName}|${logsStorage.id}'], [for (r, i) in regional: '${regionalLogsEvents[i].outputs.topicName}|${empty(r.topic) ? regionalLogsEvents[i].outputs.resourceGroupName : (r.topicResourceGroup)}|${resourceId(r.resourceGroup, 'Microsoft.Storage/storageAccounts', r.account)}']), ',')
+// The first account's region and the other regions' accounts
+// (region=account), for the next hooks/preprovision.
+output AUDIT_LOGS_REGION string = firstLogsRegion
+output AUDIT_LOGS_ACCOUNTS string = join(map(regional, r => '${r.region}=${r.account}'), ',')
 output AUDIT_DIAGNOSTIC_SETTING_NAME string = diagnosticSettingName
 output APPLICATIONINSIGHTS_NAME string = appInsights.name

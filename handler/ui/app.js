@@ -437,10 +437,46 @@
     }
   }
 
+  // ---- logs accounts: one per region, their lag and errors -----------------
+
+  // vaultLabel names a vault in the picker with where its logs come from:
+  // its region(s) and subscription.
+  function vaultLabel(d) {
+    const where = [];
+    if (d.regions && d.regions.length) where.push(d.regions.join(', '));
+    if (d.subscription) where.push('subscription ' + d.subscription.slice(0, 8) + '…');
+    return where.length ? `${d.name} (${where.join(' · ')})` : d.name;
+  }
+
+  // loadAccounts draws indexing status per logs account (region), once per
+  // page: the recent hours' blobs, bytes not yet indexed, blobs failing.
+  async function loadAccounts() {
+    const box = $('accounts');
+    const st = await getJSON('status');
+    clear(box);
+    const accts = st.accounts || [];
+    if (!accts.length) { box.appendChild(el('p', { class: 'note' }, 'No logs account reported.')); return; }
+    const table = el('table', { class: 'accounts' });
+    const head = el('tr');
+    for (const h of ['account', 'region', 'vaults', 'recent blobs', 'bytes to index', 'failing', 'error']) head.appendChild(el('th', {}, h));
+    table.appendChild(el('thead')).appendChild(head);
+    const body = table.appendChild(el('tbody'));
+    for (const a of accts) {
+      const tr = el('tr');
+      tr.appendChild(el('td', {}, a.account || '-'));
+      tr.appendChild(el('td', {}, a.region || '-'));
+      for (const n of [a.vaults, a.blobs, a.lagBytes, a.failing]) tr.appendChild(el('td', { class: 'num' }, String(n || 0)));
+      tr.appendChild(el('td', { class: a.error ? 'error' : '' }, a.error || ''));
+      body.appendChild(tr);
+    }
+    box.appendChild(el('div', { class: 'table-wrap' })).appendChild(table);
+  }
+
   // ---- the whole view -------------------------------------------------------
 
   let viewCtrl = null;
   let renders = 0;
+  let accountsLoaded = null; // the logs accounts panel, drawn once
   function panel(promise, box) {
     return promise.catch((err) => { if (!isAbort(err)) fail(box, err); });
   }
@@ -450,13 +486,18 @@
     const s = readState();
     $('loading').hidden = true;
     if (vaults === null) {
+      let list;
       try {
-        vaults = (await getJSON('vaults')).vaults;
+        list = await getJSON('vaults');
       } catch (err) {
         message('The API did not answer: ' + (err.message || err));
         return;
       }
-      for (const v of vaults) $('vault').appendChild(el('option', { value: v }, v));
+      vaults = list.vaults;
+      const details = {};
+      for (const d of list.details || []) details[d.name] = d;
+      for (const v of vaults) $('vault').appendChild(el('option', { value: v }, details[v] ? vaultLabel(details[v]) : v));
+      if (vaults.length) accountsLoaded = panel(loadAccounts(), $('accounts'));
     }
     if (!vaults.length) {
       $('empty').hidden = false; $('view').hidden = true; message('');
@@ -507,6 +548,7 @@
       panel(loadDetections(s, w, signal), $('detections')),
       panel(loadAlerts(s, w, signal), $('alerts')),
       loadEvents(q, ''),
+      accountsLoaded,
     ]);
     document.body.setAttribute('data-ready-ms', performance.now().toFixed(0));
     document.body.setAttribute('data-ready', String(++renders));

@@ -1,9 +1,9 @@
-// The Event Grid system topic of the logs storage account, in that
+// The Event Grid system topic of a logs storage account, in that
 // account's resource group and region. The subscription that sends
-// BlobCreated to the function app is made after deploy (hooks/postdeploy),
-// because its webhook needs the blobs_extension system key and an endpoint
-// that answers Event Grid's validation handshake: both exist only once the
-// code runs.
+// BlobCreated to the function app's EventGridTrigger is made after deploy
+// (hooks/postdeploy), because its webhook needs the eventgrid_extension
+// system key and an endpoint that answers Event Grid's validation
+// handshake: both exist only once the code runs.
 
 @description('The logs storage account (in this module\'s resource group).')
 param storageAccountName string

@@ -98,8 +98,11 @@ var rejectedCodes = map[string]bool{
 // Clients are built once at start and shared; the SDK clients are safe for
 // concurrent use.
 type Clients struct {
-	Blob  *azblob.Client
+	Blob  *azblob.Client // the first logs account (AuditLogsStorage)
 	Table *aztables.ServiceClient
+	// Logs are the blob clients of every logs account, by account name
+	// (config.LogsAccount.Name), the first one included.
+	Logs map[string]*azblob.Client
 }
 
 // maxRetries is azcore's retry count for every client; tests of failure
@@ -275,9 +278,9 @@ func newTableClient(a config.Account, tryTimeout time.Duration) (*aztables.Servi
 	}
 }
 
-// New builds both clients from the settings, their requests tried for
-// s.TryTimeout each. It does no network I/O, so it is cheap enough for
-// start-up.
+// New builds the clients of every account from the settings, their
+// requests tried for s.TryTimeout each. It does no network I/O, so it is
+// cheap enough for start-up.
 func New(s *config.Settings) (*Clients, error) {
 	b, err := newBlobClient(s.Logs, s.TryTimeout)
 	if err != nil {
@@ -287,7 +290,17 @@ func New(s *config.Settings) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Blob: b, Table: t}, nil
+	c := &Clients{Blob: b, Table: t, Logs: map[string]*azblob.Client{}}
+	for _, l := range s.LogsAccounts {
+		if l.First {
+			c.Logs[l.Name] = b
+			continue
+		}
+		if c.Logs[l.Name], err = newBlobClient(l.Account, s.TryTimeout); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // Classify maps a storage error to one of this package's errors, wrapping

@@ -74,14 +74,22 @@ type Options struct {
 	// or the account's service URL; it does not check the signature or any
 	// role. Azurite refuses bearer tokens over HTTP, so OAuth implies HTTPS.
 	OAuth bool
+	// Account, when set, is the one account this Azurite serves instead of
+	// devstoreaccount1 (through AZURITE_ACCOUNTS, with AccountKey as its
+	// key): a second logs account with a name of its own, as Azure has.
+	// 3 to 24 lower-case letters and digits.
+	Account string
 }
 
 // Azurite is a running Azurite process. Its methods are safe for
 // concurrent use.
 type Azurite struct {
 	// Service URLs, with the account: http://127.0.0.1:<port>/devstoreaccount1
-	// (https:// with Options.HTTPS).
+	// (https:// with Options.HTTPS; Options.Account instead of
+	// devstoreaccount1 when set).
 	BlobURL, QueueURL, TableURL string
+	// Account is the account's name: AccountName, or Options.Account.
+	Account string
 	// ConnectionString names the account, its key and the three endpoints.
 	ConnectionString string
 	// LogPath is the file receiving Azurite's stdout and stderr; Stop
@@ -223,9 +231,13 @@ func (a *Azurite) setURLs() {
 	if a.tls != nil {
 		scheme = "https"
 	}
-	url := func(port int) string { return fmt.Sprintf("%s://127.0.0.1:%d/%s", scheme, port, AccountName) }
+	a.Account = AccountName
+	if a.opts.Account != "" {
+		a.Account = a.opts.Account
+	}
+	url := func(port int) string { return fmt.Sprintf("%s://127.0.0.1:%d/%s", scheme, port, a.Account) }
 	a.BlobURL, a.QueueURL, a.TableURL = url(a.ports[0]), url(a.ports[1]), url(a.ports[2])
-	a.ConnectionString = "DefaultEndpointsProtocol=" + scheme + ";AccountName=" + AccountName +
+	a.ConnectionString = "DefaultEndpointsProtocol=" + scheme + ";AccountName=" + a.Account +
 		";AccountKey=" + AccountKey +
 		";BlobEndpoint=" + a.BlobURL +
 		";QueueEndpoint=" + a.QueueURL +
@@ -277,6 +289,9 @@ func (a *Azurite) start() error {
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = childEnv()
+	if a.opts.Account != "" {
+		cmd.Env = append(cmd.Env, "AZURITE_ACCOUNTS="+a.opts.Account+":"+AccountKey)
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		log.Close()

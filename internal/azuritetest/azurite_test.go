@@ -309,3 +309,34 @@ func TestKillRestart(t *testing.T) {
 		t.Fatalf("CreateTable after Kill and Restart: %v", err)
 	}
 }
+
+// TestAccountOfItsOwn checks that Options.Account gives an Azurite serving
+// that account, as a second logs account in its own region would be, and
+// not devstoreaccount1.
+func TestAccountOfItsOwn(t *testing.T) {
+	Require(t)
+	az, err := Start(Options{Account: "logstwo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer az.Stop()
+	if az.Account != "logstwo" || !strings.HasSuffix(az.BlobURL, "/logstwo") || !strings.Contains(az.ConnectionString, "AccountName=logstwo;") {
+		t.Fatalf("account %q, URLs %q", az.Account, az.ConnectionString)
+	}
+	ctx := context.Background()
+	blobs, err := azblob.NewClientFromConnectionString(az.ConnectionString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blobs.CreateContainer(ctx, "logs", nil); err != nil {
+		t.Fatalf("CreateContainer: %v\n%s", err, az.Log())
+	}
+	dev := strings.ReplaceAll(az.ConnectionString, "logstwo", AccountName)
+	other, err := azblob.NewClientFromConnectionString(dev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateContainer(ctx, "logs", nil); err == nil {
+		t.Error("the Azurite of logstwo serves devstoreaccount1 too")
+	}
+}

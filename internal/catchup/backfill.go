@@ -2,6 +2,7 @@ package catchup
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ type BackfillOptions struct {
 	Since, Until time.Time // blob hours in [Since, Until); zero: unbounded
 	Vault        string    // vault name, case-insensitive; "" for all
 	Prefix       string    // listing prefix; default "resourceId="
+	// Account is the logs account to backfill, by name; "" for every one.
+	Account string
 }
 
 // Progress is where a backfill stands.
@@ -26,7 +29,7 @@ type Progress struct {
 }
 
 // Backfill indexes blobs that already exist (the triggers only see new
-// ones). It is idempotent through the same checkpoints as every other run:
+// ones), in every logs account (or opt.Account's). It is idempotent through the same checkpoints as every other run:
 // a second backfill reads nothing already indexed, and a backfill stopped
 // by ctx (Ctrl-C) resumes where it stopped when run again. Blobs older than
 // the retention window are skipped, so a backfill never brings back what
@@ -40,7 +43,20 @@ func (r *Runner) Backfill(ctx context.Context, opt BackfillOptions, progress fun
 	cutoff := r.retentionCutoff()
 	var blobs []Blob
 	var total int64
-	err := r.list(ctx, prefix, func(b Blob) error {
+	accts := r.accounts()
+	if opt.Account != "" {
+		var one []account
+		for _, a := range accts {
+			if a.name == opt.Account {
+				one = append(one, a)
+			}
+		}
+		if len(one) == 0 {
+			return rep, fmt.Errorf("catchup: backfill: %q is not a logs account kvaudit reads", opt.Account)
+		}
+		accts = one
+	}
+	keep := func(b Blob) error {
 		switch {
 		case !b.Hour.IsZero() && b.Hour.Before(cutoff):
 			return nil
@@ -54,14 +70,16 @@ func (r *Runner) Backfill(ctx context.Context, opt BackfillOptions, progress fun
 		blobs = append(blobs, b)
 		total += b.Length
 		return nil
-	})
-	if err != nil {
-		return rep, err
+	}
+	for _, a := range accts {
+		if err := r.list(ctx, a, prefix, keep); err != nil {
+			return rep, err
+		}
 	}
 	sortBlobs(blobs)
 	rep.Listed = len(blobs)
 	p := Progress{Blobs: len(blobs), Bytes: total, Started: r.now()}
-	err = r.ingestAll(ctx, blobs, time.Time{}, &rep, func(b Blob, res ingest.Result) {
+	err := r.ingestAll(ctx, blobs, time.Time{}, &rep, func(b Blob, res ingest.Result) {
 		p.Done++
 		p.BytesDone += b.Length
 		p.Records += res.Records

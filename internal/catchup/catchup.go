@@ -1,8 +1,9 @@
 // Package catchup keeps the index level with blobs that grow without an
 // event: a timer run lists the recent hours of every vault seen so far and
 // indexes what grew past its checkpoint, through the same ingest path as
-// the blob trigger. It also backfills blobs that existed before kvaudit,
-// applies retention, and reports per-blob status. It knows listings,
+// the blob trigger, in every logs account (one per region holding vaults).
+// It also backfills blobs that existed before kvaudit, applies retention,
+// and reports status per account and per blob. It knows listings,
 // hours and budgets; reading blobs and checkpoints is package ingest's.
 //
 // Event Grid raises BlobCreated once, when Azure Monitor creates a
@@ -31,17 +32,20 @@ import (
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
-// Runner runs catch-up, backfill, retention and status over one container
-// and one index. Safe for concurrent use.
+// Runner runs catch-up, backfill, retention and status over the logs
+// accounts the Ingester reads (its Container and Accounts) and one index.
+// Safe for concurrent use.
 type Runner struct {
-	Container *container.Client
-	Tables    *index.Tables
-	Ingester  *ingest.Ingester
-	Log       *slog.Logger
+	Tables   *index.Tables
+	Ingester *ingest.Ingester
+	Log      *slog.Logger
 
 	Hours         int // recent blob hours a timer run looks at (default 3)
 	MaxTries      int // failures before a blob is parked until it changes (default 5)
 	RetentionDays int // index days kept (default 90)
+	// Regions are the logs accounts' regions, by account name, for
+	// reports and status (optional).
+	Regions map[string]string
 
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
@@ -49,7 +53,7 @@ type Runner struct {
 
 // Blob is one listed blob.
 type Blob struct {
-	Name string
+	Name string    // the blob's identity (parse.BlobID)
 	Hour time.Time // the blob's hour, from its path
 	ingest.BlobInfo
 }
@@ -66,7 +70,10 @@ type Report struct {
 	Failed     int   // blobs whose ingest failed this run
 	Left       int   // blobs not reached because the budget ran out
 	Errors     []string
-	Retention  *RetentionReport // when this run applied retention
+	// Accounts says, per logs account, what was listed and whether the
+	// account could be read.
+	Accounts  []AccountReport
+	Retention *RetentionReport // when this run applied retention
 	// OldLayout counts, after a backfill, the blobs whose index rows are
 	// still of an older layout (not listed: outside the backfill's
 	// selection, or deleted); LegacyDropped the layout-1 tables it deleted
@@ -116,19 +123,25 @@ func hourPrefix(vaultPrefix string, h time.Time) string {
 	return fmt.Sprintf("%sy=%04d/m=%02d/d=%02d/h=%02d/", vaultPrefix, h.Year(), h.Month(), h.Day(), h.Hour())
 }
 
-// list calls fn for each blob under prefix.
-func (r *Runner) list(ctx context.Context, prefix string, fn func(Blob) error) error {
-	pager := r.Container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
+// list calls fn for each blob of account a under prefix (a path in its
+// container); the blobs are named by their identity.
+func (r *Runner) list(ctx context.Context, a account, prefix string, fn func(Blob) error) error {
+	pager := a.c.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("catchup: list %q: %w", prefix, azstore.Classify(err))
+			return fmt.Errorf("catchup: list %q in logs account %s: %w", prefix, a.display(), azstore.Classify(err))
 		}
 		for _, it := range page.Segment.BlobItems {
 			if it.Name == nil || it.Properties == nil {
 				continue
 			}
-			b := Blob{Name: *it.Name}
+			id, ok := parse.BlobID(a.qual, *it.Name)
+			if !ok {
+				r.log().Warn("catchup: blob name kvaudit cannot identify, skipped", slog.String("account", a.display()), slog.String("blob", *it.Name))
+				continue
+			}
+			b := Blob{Name: id}
 			if bp, ok := parse.ParseBlobPath(b.Name); ok {
 				b.Hour = bp.Hour
 			}
@@ -149,34 +162,98 @@ func (r *Runner) list(ctx context.Context, prefix string, fn func(Blob) error) e
 	return nil
 }
 
+// display names the account in messages.
+func (a account) display() string {
+	if a.name == "" {
+		return "(first)"
+	}
+	return a.name
+}
+
 // recentBlobs lists the blobs of the recent hours of every known vault,
 // oldest hour first; with discover it first looks for vaults no trigger
-// reported (at most hourly).
-func (r *Runner) recentBlobs(ctx context.Context, discover bool) (vaults int, blobs []Blob, err error) {
+// reported (at most hourly). An account that cannot be listed is reported
+// in accts and left for the next run; the others go on. An account the
+// registry names but the settings do not list is skipped.
+func (r *Runner) recentBlobs(ctx context.Context, discover bool) (vaults int, blobs []Blob, accts []AccountReport, err error) {
+	all := r.accounts()
+	accts, rep := accountReports(all)
 	if discover {
-		if err := r.discoverIfDue(ctx); err != nil {
-			return 0, nil, err
+		if err := r.discoverIfDue(ctx, all, rep); err != nil {
+			return 0, nil, accts, err
 		}
 	}
 	prefixes, err := ingest.KnownVaultPrefixes(ctx, r.Tables)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, accts, err
+	}
+	known := byQual(all)
+	type vp struct {
+		a    account
+		path string
+	}
+	var vps []vp
+	for _, p := range prefixes {
+		qual, path := parse.SplitBlobID(p)
+		a, ok := known[qual]
+		if !ok {
+			continue // an account no longer in the settings
+		}
+		vps = append(vps, vp{a, path})
+		rep[qual].Vaults++
 	}
 	for _, h := range r.recentHours() {
-		for _, p := range prefixes {
-			if err := r.list(ctx, hourPrefix(p, h), func(b Blob) error { blobs = append(blobs, b); return nil }); err != nil {
-				return 0, nil, err
+		for _, v := range vps {
+			ar := rep[v.a.qual]
+			if ar.Error != "" {
+				continue
+			}
+			err := r.list(ctx, v.a, hourPrefix(v.path, h), func(b Blob) error {
+				blobs = append(blobs, b)
+				ar.Listed++
+				return nil
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return 0, nil, accts, ctx.Err()
+				}
+				ar.fail(err)
+				r.log().Error("catchup: logs account not listed", slog.String("account", v.a.display()), slog.String("error", err.Error()))
 			}
 		}
 	}
-	return len(prefixes), blobs, nil
+	if err := allFailed(accts); err != nil {
+		return 0, nil, accts, err
+	}
+	return len(vps), blobs, accts, nil
+}
+
+// allFailed is an error when every account failed: storage is down or
+// refuses kvaudit everywhere, and the run says so to its caller as it did
+// before there were several accounts.
+func allFailed(accts []AccountReport) error {
+	if len(accts) == 0 {
+		return nil
+	}
+	for _, a := range accts {
+		if a.Error == "" {
+			return nil
+		}
+	}
+	if len(accts) == 1 {
+		return accts[0].err
+	}
+	return fmt.Errorf("no logs account could be listed: %w", accts[0].err)
 }
 
 // unfinishedBlobs reads the list of blobs with work left (an ingest that
 // stopped on its time budget or failed, ingest.MarkUnfinished) and returns
 // it, with the blobs not among listed, oldest hour first. With prune, the
 // rows of blobs that are gone or older than retention are deleted.
-func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool) ([]ingest.Unfinished, []Blob, error) {
+//
+// failed are the accounts (by identity qualifier) that could not be
+// listed: their unfinished blobs are left for the next run.
+func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool, failed map[string]bool) ([]ingest.Unfinished, []Blob, error) {
 	us, err := ingest.ListUnfinished(ctx, r.Tables)
 	if err != nil {
 		return nil, nil, err
@@ -196,7 +273,13 @@ func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool)
 		if bp, ok := parse.ParseBlobPath(u.Blob); ok {
 			b.Hour = bp.Hour
 		}
-		props, err := r.Container.NewBlobClient(u.Blob).GetProperties(ctx, nil)
+		bc, err := r.Ingester.BlobClient(u.Blob)
+		if err != nil {
+			// A blob of an account no longer in the settings: its row
+			// stays, for the day the account is listed again.
+			continue
+		}
+		props, err := bc.GetProperties(ctx, nil)
 		err = azstore.Classify(err)
 		gone := errors.Is(err, azstore.ErrNotFound) || (!b.Hour.IsZero() && b.Hour.Before(cutoff))
 		switch {
@@ -206,6 +289,8 @@ func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool)
 			}
 			continue
 		case gone:
+			continue
+		case err != nil && failed[accountOf(u.Blob)]:
 			continue
 		case err != nil:
 			return nil, nil, fmt.Errorf("catchup: unfinished blob %q: %w", u.Blob, err)
@@ -219,6 +304,23 @@ func (r *Runner) unfinishedBlobs(ctx context.Context, listed []Blob, prune bool)
 	}
 	sortBlobs(more)
 	return us, more, nil
+}
+
+// accountOf is the identity qualifier of a blob identity.
+func accountOf(id string) string {
+	a, _ := parse.SplitBlobID(id)
+	return a
+}
+
+// failedAccounts are the qualifiers of the accounts a listing could not read.
+func failedAccounts(all []account, accts []AccountReport) map[string]bool {
+	m := map[string]bool{}
+	for i, a := range accts {
+		if a.Error != "" {
+			m[all[i].qual] = true
+		}
+	}
+	return m
 }
 
 func deref[T any](p *T) T {
@@ -249,13 +351,24 @@ func completed(res ingest.Result) bool {
 // an error only when it could not list or read at all (storage
 // unreachable, or refusing access: azstore.ErrAuth): a run can always be
 // repeated.
+//
+// Every logs account is covered; one that cannot be listed is reported
+// (Report.Accounts, Errors) and the others go on. Run fails only when none
+// could be.
 func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
 	var rep Report
-	vaults, blobs, err := r.recentBlobs(ctx, true)
+	vaults, blobs, accts, err := r.recentBlobs(ctx, true)
+	rep.Accounts = accts
 	if err != nil {
 		return rep, err
 	}
-	unfinished, more, err := r.unfinishedBlobs(ctx, blobs, true)
+	failed := failedAccounts(r.accounts(), accts)
+	for _, a := range accts {
+		if a.Error != "" {
+			rep.Errors = append(rep.Errors, a.Error)
+		}
+	}
+	unfinished, more, err := r.unfinishedBlobs(ctx, blobs, true, failed)
 	if err != nil {
 		return rep, err
 	}
@@ -292,12 +405,21 @@ func (r *Runner) Run(ctx context.Context, stopBy time.Time) (Report, error) {
 	return rep, nil
 }
 
-// ingestAll ingests each blob that has bytes past its checkpoint.
+// ingestAll ingests each blob that has bytes past its checkpoint. When an
+// account refuses kvaudit's credentials (azstore.ErrAuth), its other blobs
+// are left for the next run and the other accounts' go on; ingestAll
+// returns that error only when no blob could be read at all.
 func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, rep *Report, progress func(Blob, ingest.Result)) error {
 	maxTries := orDefault(r.MaxTries, 5)
+	refused := map[string]error{}
+	seen := map[string]bool{}
 	for i, b := range blobs {
+		seen[accountOf(b.Name)] = true
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if refused[accountOf(b.Name)] != nil {
+			continue
 		}
 		if i > 0 && !stopBy.IsZero() && r.now().After(stopBy) {
 			rep.Left = len(blobs) - i
@@ -331,12 +453,20 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, ingest.ErrFirstAccountChanged) {
+				// A setting is wrong, not the blob: every blob would fail alike.
+				return err
+			}
 			if errors.Is(err, azstore.ErrAuth) {
 				// The account refuses our identity, key or SAS: not this
-				// blob's fault, and every other blob would fail alike. A
-				// failure recorded now would count toward parking a blob
-				// that is fine; the next run finds them all where they were.
-				return err
+				// blob's fault, and every other blob of the account would
+				// fail alike. A failure recorded now would count toward
+				// parking a blob that is fine; the next run finds them all
+				// where they were.
+				refused[accountOf(b.Name)] = err
+				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", b.Name, err))
+				r.log().Error("catchup: storage refused access; the account's blobs are left for the next run", slog.String("blob", b.Name), slog.String("error", err.Error()))
+				continue
 			}
 			rep.Failed++
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", b.Name, err))
@@ -359,6 +489,11 @@ func (r *Runner) ingestAll(ctx context.Context, blobs []Blob, stopBy time.Time, 
 		if res.Skipped == ingest.SkippedBudget {
 			rep.Left = len(blobs) - i
 			return nil
+		}
+	}
+	if len(refused) > 0 && len(refused) == len(seen) {
+		for _, err := range refused {
+			return err // every account refused: say so to the caller
 		}
 	}
 	return nil

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { os.Exit(azuritetest.Main(m)) }
 var now = time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC)
 
 func runner(e *ingesttest.Env) *Runner {
-	return &Runner{Container: e.Container, Tables: e.Tables, Ingester: e.Ingester, Log: e.Log,
+	return &Runner{Tables: e.Tables, Ingester: e.Ingester, Log: e.Log,
 		Hours: 3, MaxTries: 5, RetentionDays: 90, Now: func() time.Time { return now }}
 }
 
@@ -344,12 +344,16 @@ func TestStatusShowsLagAndErrors(t *testing.T) {
 	e.Append(name, true, data)
 	run(t, r)
 	e.Append(name, false, []byte(`{"time":"2026-11-21T10:40:00Z","cut`)) // a record cut mid-way
-	st, err := r.Status(context.Background())
+	rep, err := r.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := rep.Blobs
 	if len(st) != 1 || st[0].Offset != int64(len(data)) || st[0].Lag != 35 || st[0].Records != 10 {
 		t.Fatalf("status %+v", st)
+	}
+	if len(rep.Accounts) != 1 || rep.Accounts[0].Blobs != 1 || rep.Accounts[0].LagBytes != 35 || rep.Accounts[0].Error != "" {
+		t.Fatalf("account status %+v", rep.Accounts)
 	}
 	info := ingest.BlobInfo{Length: st[0].Length, CreatedOn: now}
 	for i := 0; i < 5; i++ {
@@ -357,9 +361,12 @@ func TestStatusShowsLagAndErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, _ = r.Status(context.Background())
-	if st[0].Tries != 5 || st[0].LastError != errTest.Error() {
+	rep, _ = r.Status(context.Background())
+	if st := rep.Blobs; st[0].Tries != 5 || st[0].LastError != errTest.Error() {
 		t.Fatalf("status after failures %+v", st[0])
+	}
+	if a := rep.Accounts[0]; a.Failing != 1 || a.Parked != 0 {
+		t.Fatalf("account status after failures %+v", a)
 	}
 }
 

@@ -33,7 +33,7 @@ func TestCatchUpAfterAllTablesLost(t *testing.T) {
 	}
 	exactlyOnce(t, e, 50)
 	st, err := r.Status(context.Background())
-	if err != nil || len(st) != 1 || st[0].Offset != st[0].Length {
+	if err != nil || len(st.Blobs) != 1 || st.Blobs[0].Offset != st.Blobs[0].Length {
 		t.Fatalf("status after the loss: %+v, %v", st, err)
 	}
 }

@@ -8,8 +8,10 @@
 // defines it: <NAME>__blobServiceUri or <NAME>__serviceUri,
 // <NAME>__queueServiceUri, <NAME>__tableServiceUri, <NAME>__credential,
 // <NAME>__clientId (the suffixes in [AccountSuffixes]). [Names] lists every
-// setting this package reads; [HostSettings] the ones a deployment sets for
-// the Functions host, which kvaudit does not read.
+// setting this package reads under a fixed name, [IsName] also the
+// settings of the logs accounts AuditLogsAccounts lists (logs.go: one
+// account per region holding vaults); [HostSettings] the ones a deployment
+// sets for the Functions host, which kvaudit does not read.
 //
 // Secrets never leave this package in logs: [Account] implements
 // slog.LogValuer and prints endpoints and the kind of credential only.
@@ -45,7 +47,12 @@ const (
 	SettingCatchUpSchedule = "CatchUpSchedule"
 	SettingCatchUpBudget   = "CatchUpBudgetSeconds"
 	SettingTriggerBudget   = "BlobTriggerBudgetSeconds"
-	SettingTryTimeout      = "StorageTryTimeoutSeconds"
+	SettingEventBudget     = "EventGridBudgetSeconds"
+	// SettingLogsRegion is the region of the AuditLogsStorage account, and
+	// SettingLogsAccounts the other logs accounts (see logs.go).
+	SettingLogsRegion   = "AuditLogsRegion"
+	SettingLogsAccounts = "AuditLogsAccounts"
+	SettingTryTimeout   = "StorageTryTimeoutSeconds"
 
 	// Alerts (internal/alert). The URLs and the secret may be Key Vault
 	// references in app settings: the platform resolves them before the
@@ -95,15 +102,17 @@ var HostSettings = []string{
 	"APPLICATIONINSIGHTS_CONNECTION_STRING",
 }
 
-// Names is every setting FromLookup reads, sorted: the plain settings, each
-// account setting, and each account setting with every suffix of
-// [AccountSuffixes].
+// Names is every setting FromLookup reads under a fixed name, sorted: the
+// plain settings, each account setting, and each account setting with
+// every suffix of [AccountSuffixes]. The settings of the logs accounts
+// that AuditLogsAccounts lists are named after them
+// ([LogsAccountSetting]); [IsName] knows those too.
 func Names() []string {
 	names := []string{
 		SettingLogsContainer, SettingTablePrefix, SettingIngestWriters, SettingQueryMaxDays,
 		SettingAPIKey, SettingLogLevel, SettingCustomPort, SettingCatchUpHours,
 		SettingRetentionDays, SettingMaxBlobTries, SettingCatchUpSchedule, SettingCatchUpBudget,
-		SettingTriggerBudget, SettingTryTimeout,
+		SettingTriggerBudget, SettingEventBudget, SettingLogsRegion, SettingLogsAccounts, SettingTryTimeout,
 		SettingAlertTuning, SettingAlertWebhookURL, SettingAlertWebhookSecret, SettingAlertTeamsURL,
 		SettingAlertEventGridTopic, SettingAlertEventGridClient, SettingAlertPageURL, SettingWebsiteHostname,
 	}
@@ -122,13 +131,32 @@ func Names() []string {
 // account kvaudit reads but that it does not know: a misspelt or miscased
 // suffix (AuditLogsStorage__BlobServiceUri) that the host, which compares
 // names without case, would accept and kvaudit would not see.
+//
+// A setting of a logs account that AuditLogsAccounts does not list
+// (AuditLogsStorage_<name>, with or without a suffix) is unknown too: the
+// account would not be read.
 func UnknownAccountSettings(environ []string) []string {
 	var unknown []string
+	listed := map[string]bool{}
+	for _, kv := range environ {
+		if name, value, _ := strings.Cut(kv, "="); name == SettingLogsAccounts {
+			entries, _ := parseLogsAccountList(value)
+			for _, e := range entries {
+				listed[e.name] = true
+			}
+		}
+	}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		for _, a := range AccountSettings {
 			suffix, ok := strings.CutPrefix(name, a+"__")
 			if ok && !slices.Contains(AccountSuffixes, "__"+suffix) {
+				unknown = append(unknown, name)
+			}
+		}
+		if rest, ok := strings.CutPrefix(name, logsAccountPrefix); ok && !strings.HasPrefix(rest, "_") {
+			acct, suffix, hasSuffix := strings.Cut(rest, "__")
+			if !listed[acct] || hasSuffix && !slices.Contains(AccountSuffixes, "__"+suffix) {
 				unknown = append(unknown, name)
 			}
 		}
@@ -153,11 +181,16 @@ const DevConnectionString = "DefaultEndpointsProtocol=http;AccountName=" + DevAc
 // Settings is every setting kvaudit reads. The zero value is not useful:
 // build it with [Load] or [FromLookup], which apply defaults and validate.
 type Settings struct {
-	// Logs is the account holding insights-logs-auditevent (the trigger's
-	// connection). Index is the account holding the tables; when
-	// AuditIndexStorage is unset it is the logs account.
+	// Logs is the first account holding insights-logs-auditevent
+	// (AuditLogsStorage, the blob trigger's connection). Index is the
+	// account holding the tables; when AuditIndexStorage is unset it is
+	// the first logs account.
 	Logs  Account
 	Index Account
+	// LogsAccounts is every logs account kvaudit reads, the first one
+	// (AuditLogsStorage) first, then those AuditLogsAccounts lists, in its
+	// order. Names are distinct.
+	LogsAccounts []LogsAccount
 
 	LogsContainer string // default "insights-logs-auditevent"
 	TablePrefix   string // default "kvaudit": tables kvauditEvents, kvauditPostings, kvauditBlobs
@@ -175,11 +208,16 @@ type Settings struct {
 	// 4 MiB chunk in flight when it runs out (seconds, more under
 	// throttling retries) and the host's own work.
 	BlobTriggerBudget time.Duration
-	APIKey            string        // required on /api/ when standalone and non-loopback
-	LogLevel          slog.Level    // default info
-	Port              int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
-	StartedAt         time.Time     // when the settings were read
-	RequestTimeout    time.Duration // per storage call, default 30 s
+	// EventGridBudget: an EventGridTrigger invocation stops at a
+	// checkpoint after this, default 20 s. Event Grid waits 30 s for an
+	// answer and then delivers the event again
+	// (learn.microsoft.com/azure/event-grid/delivery-and-retry).
+	EventGridBudget time.Duration
+	APIKey          string        // required on /api/ when standalone and non-loopback
+	LogLevel        slog.Level    // default info
+	Port            int           // from FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset
+	StartedAt       time.Time     // when the settings were read
+	RequestTimeout  time.Duration // per storage call, default 30 s
 
 	// TryTimeout is how long one try of a storage request may take, its
 	// response body included, before the client gives it up and tries
@@ -296,6 +334,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		CatchUpSchedule:   "0 */2 * * * *",
 		CatchUpBudget:     4 * time.Minute,
 		BlobTriggerBudget: 5 * time.Minute,
+		EventGridBudget:   20 * time.Second,
 		TryTimeout:        time.Minute,
 		LogLevel:          slog.LevelInfo,
 		RequestTimeout:    30 * time.Second,
@@ -304,6 +343,7 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	var errs []error
 	budgetSeconds := int(s.CatchUpBudget / time.Second)
 	triggerSeconds := int(s.BlobTriggerBudget / time.Second)
+	eventSeconds := int(s.EventGridBudget / time.Second)
 	trySeconds := int(s.TryTimeout / time.Second)
 
 	var err error
@@ -343,6 +383,8 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 		{SettingMaxBlobTries, &s.MaxBlobTries, 1, 1000},
 		{SettingCatchUpBudget, &budgetSeconds, 5, 3600},
 		{SettingTriggerBudget, &triggerSeconds, 5, 3600},
+		// Past 25 s Event Grid's 30 s wait would run out mid-chunk.
+		{SettingEventBudget, &eventSeconds, 1, 25},
 		{SettingTryTimeout, &trySeconds, 1, 600},
 	}
 	for _, in := range ints {
@@ -359,6 +401,12 @@ func FromLookup(lookup func(string) (string, bool)) (*Settings, error) {
 	}
 	s.CatchUpBudget = time.Duration(budgetSeconds) * time.Second
 	s.BlobTriggerBudget = time.Duration(triggerSeconds) * time.Second
+	s.EventGridBudget = time.Duration(eventSeconds) * time.Second
+	if s.Logs.Setting != "" {
+		accounts, lerrs := readLogsAccounts(s.Logs, get) // logs.go
+		errs = append(errs, lerrs...)
+		s.LogsAccounts = accounts
+	}
 	s.TryTimeout = time.Duration(trySeconds) * time.Second
 	if v := get(SettingCatchUpSchedule); v != "" {
 		if err := checkSchedule(v); err != nil { // schedule.go

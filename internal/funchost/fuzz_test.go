@@ -69,3 +69,37 @@ func FuzzReadInvocation(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEventGridEvents checks that reading an Event Grid event, whatever a
+// topic's publisher or the host put in it, never panics, and that an
+// event it returns with BlobCreated data has the url it names.
+func FuzzEventGridEvents(f *testing.F) {
+	for _, seed := range []string{
+		hostEventGridBody,
+		`{"Data":{"eventGridEvent":{"data":{"url":"https://x.blob.core.windows.net/c/b"}}}}`,
+		`{"Data":{"eventGridEvent":[{"type":"t","data":{"url":5}}]}}`,
+		`{"Data":{"eventGridEvent":"\"[{\\\"data\\\":null}]\""}}`,
+		`{"Data":{},"Metadata":{"data":{"url":"u","eTag":"\"q\""}}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		inv, err := funchost.ReadInvocation(bytes.NewReader(body), 1<<16, "eventGridEvent")
+		if err != nil {
+			return
+		}
+		evs, err := inv.EventGridEvents("eventGridEvent")
+		if err != nil {
+			if !errors.Is(err, funchost.ErrMalformed) && !errors.Is(err, funchost.ErrNoEvent) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		for _, e := range evs {
+			d, err := e.BlobCreated()
+			if err == nil && d.URL == "" {
+				t.Fatalf("BlobCreated without a url: %+v", e)
+			}
+		}
+	})
+}

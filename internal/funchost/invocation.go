@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,11 @@ type Invocation struct {
 	// value as it arrived on the wire (base64 or escaped text, quotes
 	// included). It is nil when the body has no Data or Data is null.
 	DataBytes map[string]int64
+
+	// Data holds, raw, the Data values of the bindings ReadInvocation was
+	// asked to keep (an Event Grid event is small and is the message
+	// itself); nil when none was asked for or found.
+	Data map[string]json.RawMessage
 }
 
 // ReadInvocation reads a host invocation body as a stream, to its end.
@@ -51,9 +57,11 @@ type Invocation struct {
 // Memory use is constant in the size of Data.
 //
 // maxMetadata bounds the bytes held: the Metadata value plus the names of
-// top-level and Data keys, counted together over the whole body (zero or
-// less means DefaultMaxMetadata). Beyond it ReadInvocation fails with an
-// error wrapping ErrTooLarge.
+// top-level and Data keys, and the Data values of the bindings named in
+// keep, counted together over the whole body (zero or less means
+// DefaultMaxMetadata). Beyond it ReadInvocation fails with an error
+// wrapping ErrTooLarge. The Data values of the bindings in keep are held
+// in Invocation.Data; every other Data value is skipped.
 //
 // A body that is not a single well-formed JSON object, or whose Data is
 // neither an object nor null, or whose Metadata is neither an object nor
@@ -61,11 +69,12 @@ type Invocation struct {
 // wraps io.ErrUnexpectedEOF as well. Errors from r are returned wrapped.
 // ReadInvocation accepts exactly the bodies json.Valid accepts, nesting
 // limit included.
-func ReadInvocation(r io.Reader, maxMetadata int64) (*Invocation, error) {
+func ReadInvocation(r io.Reader, maxMetadata int64, keep ...string) (*Invocation, error) {
 	if maxMetadata <= 0 {
 		maxMetadata = DefaultMaxMetadata
 	}
 	s := newScanner(r, maxMetadata)
+	s.keep = keep
 
 	c, err := s.skipWS()
 	if errors.Is(err, io.EOF) {
@@ -111,7 +120,7 @@ func ReadInvocation(r io.Reader, maxMetadata int64) (*Invocation, error) {
 			case "Data":
 				switch c {
 				case '{':
-					if inv.DataBytes, err = s.readData(); err != nil {
+					if inv.DataBytes, inv.Data, err = s.readData(); err != nil {
 						return nil, err
 					}
 					dataErr = nil
@@ -119,13 +128,13 @@ func ReadInvocation(r io.Reader, maxMetadata int64) (*Invocation, error) {
 					if err := s.skipLiteral("null"); err != nil {
 						return nil, err
 					}
-					inv.DataBytes, dataErr = nil, nil
+					inv.DataBytes, inv.Data, dataErr = nil, nil, nil
 				default:
 					dataErr = s.syntax("Data is not an object")
 					if err := s.skipValue(); err != nil {
 						return nil, err
 					}
-					inv.DataBytes = nil
+					inv.DataBytes, inv.Data = nil, nil
 				}
 			default:
 				if err := s.skipValue(); err != nil {
@@ -199,52 +208,63 @@ func containsByte(b []byte, c byte) bool {
 	return false
 }
 
-// readData skips the Data object's values, recording each one's size; the
-// current byte is its opening brace.
-func (s *scanner) readData() (map[string]int64, error) {
+// readData skips the Data object's values, recording each one's size and
+// keeping the values of the bindings in s.keep; the current byte is its
+// opening brace.
+func (s *scanner) readData() (map[string]int64, map[string]json.RawMessage, error) {
 	if err := s.open(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sizes := make(map[string]int64)
+	var kept map[string]json.RawMessage
 	c, err := s.next()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c == '}' {
 		s.depth--
-		return sizes, s.consume1()
+		return sizes, nil, s.consume1()
 	}
 	for {
 		key, err := s.readKey(c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.expect(':', "':' after object member name"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := s.next(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		start := s.off
-		if err := s.skipValue(); err != nil {
-			return nil, err
+		if slices.Contains(s.keep, key) {
+			v, err := s.captureValue()
+			if err != nil {
+				return nil, nil, err
+			}
+			if kept == nil {
+				kept = map[string]json.RawMessage{}
+			}
+			kept[key] = v
+		} else if err := s.skipValue(); err != nil {
+			return nil, nil, err
 		}
 		sizes[key] = s.off - start
 		if c, err = s.next(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if c == '}' {
 			s.depth--
-			return sizes, s.consume1()
+			return sizes, kept, s.consume1()
 		}
 		if c != ',' {
-			return nil, s.syntax("expected ',' or '}' after Data member, found %q", c)
+			return nil, nil, s.syntax("expected ',' or '}' after Data member, found %q", c)
 		}
 		if err := s.consume1(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if c, err = s.next(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 }

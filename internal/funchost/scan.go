@@ -47,6 +47,8 @@ type scanner struct {
 
 	depth int    // containers open around the current position
 	stack []byte // '{' or '[' for each container open inside skipValue
+
+	keep []string // Data members captured rather than skipped
 }
 
 func newScanner(r io.Reader, budget int64) *scanner {

@@ -17,7 +17,9 @@ import (
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
-// Checkpoint is how far one blob is indexed: a row in the Blobs table,
+// Checkpoint is how far one blob is indexed (a blob by its identity,
+// parse.BlobID, so that the same path in two logs accounts has two): a row
+// in the Blobs table,
 // partitioned by the blob's vault and hour, beside the blob's counts. It is
 // written only after the rows it covers, in one transaction with the counts
 // and with If-Match on its previous version, so two instances racing on one

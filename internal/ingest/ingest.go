@@ -33,12 +33,22 @@ import (
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
 
-// Ingester indexes blobs of one container into one set of tables. It is
-// safe for concurrent use; each IngestBlob call has its own state.
+// Ingester indexes blobs of the logs accounts' containers into one set of
+// tables. It is safe for concurrent use; each IngestBlob call has its own
+// state.
 type Ingester struct {
+	// Container is the logs container of the first logs account, whose
+	// blobs are identified by their path (see accounts.go).
 	Container *container.Client
-	Tables    *index.Tables
-	Log       *slog.Logger
+	// Accounts are the logs containers of the other logs accounts, by
+	// account name: their blobs are identified as "@<name>/<path>".
+	Accounts map[string]*container.Client
+	// FirstAccount is the first logs account's name. When set, the first
+	// ingest checks it against the one the index records (see
+	// CheckFirstAccount).
+	FirstAccount string
+	Tables       *index.Tables
+	Log          *slog.Logger
 	// Concurrency is how many transactions are in flight at once (default 8).
 	Concurrency int
 	// ChunkBytes is how much blob input is indexed between checkpoints
@@ -58,6 +68,10 @@ type Ingester struct {
 	RetentionDays int
 	// Now is the clock of the retention cutoff (default time.Now).
 	Now func() time.Time
+
+	// firstOK is 1 once checkFirst succeeded (accessed atomically; a
+	// plain int32 so that an Ingester can still be copied before use).
+	firstOK int32
 }
 
 // RetentionCutoff is the oldest record time an index with days of
@@ -126,11 +140,16 @@ type BlobInfo struct {
 	CreatedOn time.Time
 }
 
-// IngestBlob indexes the complete records of blob name not yet indexed.
+// IngestBlob indexes the complete records not yet indexed of the blob
+// whose identity is name (parse.BlobID: its path in the first logs
+// account, "@<account>/<path>" in another; see accounts.go).
 // Calling it again, or from several instances at once, never duplicates or
 // loses a record. It returns an error only when storage failed (unreachable,
 // throttled beyond retries, refused access): a malformed record is skipped
-// and reported in the Result, a missing blob is a Skipped result.
+// and reported in the Result, a missing blob is a Skipped result. A name
+// of a logs account the Ingester does not read is an error wrapping
+// ErrUnknownAccount, and an index whose first account is another one an
+// error wrapping ErrFirstAccountChanged (see CheckFirstAccount).
 func (in *Ingester) IngestBlob(ctx context.Context, name string) (Result, error) {
 	return in.Ingest(ctx, name, Options{})
 }
@@ -145,7 +164,10 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 	if err := in.Tables.Ensure(ctx); err != nil {
 		return res, err
 	}
-	bc := in.Container.NewBlobClient(name)
+	bc, err := in.BlobClient(name)
+	if err != nil {
+		return res, err
+	}
 	properties := func() (*BlobInfo, error) {
 		props, err := bc.GetProperties(ctx, nil)
 		if err = azstore.Classify(err); err != nil {
@@ -163,6 +185,11 @@ func (in *Ingester) Ingest(ctx context.Context, name string, opt Options) (res R
 			return res, fmt.Errorf("ingest: blob %q: %w", name, err)
 		}
 		fresh = true
+	}
+	// After the blob answered: an account refusing kvaudit writes nothing
+	// to the index, not even this.
+	if err := in.checkFirst(ctx); err != nil {
+		return res, err
 	}
 
 	// reread is set when an index table was re-created while this blob was
@@ -327,7 +354,7 @@ func (in *Ingester) run(ctx context.Context, bc *blob.Client, cp *Checkpoint, se
 
 	w := in.Tables.NewWriter(in.log(), in.concurrency(), 0)
 	var enc index.Encoder
-	p := parse.NewReader(body, parse.Options{Blob: cp.Blob, BaseOffset: cp.Offset, Format: cp.Format})
+	p := parse.NewReader(body, parse.Options{Blob: cp.Blob, Account: in.FirstAccount, BaseOffset: cp.Offset, Format: cp.Format})
 	var rec parse.Record
 	var rows []index.Entity
 	var chunk []pending

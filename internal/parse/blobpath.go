@@ -13,17 +13,75 @@ type BlobPath struct {
 	Hour           time.Time // the hour the blob was opened for, UTC; zero if the path has no y/m/d/h
 }
 
+// A blob's identity (issue 17): kvaudit reads several logs accounts, one
+// per region, and the same path can exist in two of them (a vault whose
+// diagnostic setting moved to another account). Every key derived from a
+// blob (checkpoint, lineage, row keys, registry, the list of blobs with
+// work left) derives from its identity, so that two accounts never
+// collide. A blob of the first logs account (AuditLogsStorage) is
+// identified by its bare path, as before, so that an index written by an
+// earlier kvaudit stays valid; a blob of any other account by
+// "@<account>/<path>". Storage account names are 3 to 24 lower-case
+// letters and digits, so "@name/" never spells the start of another
+// account's identity, and a bare path starting with "@" is refused
+// (BlobID): Azure Monitor never writes one.
+
+// BlobID is the identity of the blob at path in logs account account ("":
+// the first logs account). ok is false for a path kvaudit cannot identify
+// (empty, or starting with "@" in the first account) or an account name
+// that is not a storage account's.
+func BlobID(account, path string) (id string, ok bool) {
+	switch {
+	case path == "":
+		return "", false
+	case account == "":
+		return path, path[0] != '@'
+	case !accountName(account):
+		return "", false
+	}
+	return "@" + account + "/" + path, true
+}
+
+// SplitBlobID is BlobID's inverse: the account named by id ("" for the
+// first logs account) and the blob's path in its container.
+func SplitBlobID(id string) (account, path string) {
+	if len(id) == 0 || id[0] != '@' {
+		return "", id
+	}
+	a, p, ok := strings.Cut(id[1:], "/")
+	if !ok || !accountName(a) {
+		return "", id
+	}
+	return a, p
+}
+
+// accountName: 3 to 24 lower-case letters and digits, as Azure names
+// storage accounts.
+func accountName(a string) bool {
+	if len(a) < 3 || len(a) > 24 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; (c < 'a' || c > 'z') && !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
 // auditContainer is the container Azure Monitor writes Key Vault audit logs to.
 const auditContainer = "insights-logs-auditevent/"
 
-// ParseBlobPath reads an Azure Monitor blob name:
+// ParseBlobPath reads an Azure Monitor blob name, or a blob's identity
+// (BlobID), whose account part it ignores:
 //
-//	[insights-logs-auditevent/]resourceId=/SUBSCRIPTIONS/<sub>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/<NAME>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json
+//	[@<account>/][insights-logs-auditevent/]resourceId=/SUBSCRIPTIONS/<sub>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/<NAME>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json
 //
 // The fixed segment names match case-insensitively. The date part may be
 // missing (Hour is then zero), or be followed by the minute segment and a
 // file name; ok is false for any other shape, or a date that does not exist.
 func ParseBlobPath(name string) (BlobPath, bool) {
+	_, name = SplitBlobID(name)
 	s := strings.TrimPrefix(name, auditContainer)
 	const prefix = "resourceid=/"
 	if len(s) < len(prefix) || !equalFold(s[:len(prefix)], prefix) {

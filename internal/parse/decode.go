@@ -10,6 +10,10 @@ import (
 // caches between calls, so it is not safe for concurrent use; its zero
 // value is ready.
 type Decoder struct {
+	// Account is the logs account a record's Account names when its blob
+	// identity does not name one: the first logs account's name.
+	Account string
+
 	norm normalizer
 	set  bool // norm's blob fields are set
 }
@@ -20,9 +24,9 @@ type Decoder struct {
 // (Properties, Claims, Extra) point into data or the Decoder's scratch
 // space and are valid until the next call.
 func (d *Decoder) Decode(data []byte, blob string, off int64, rec *Record) error {
-	if !d.set || d.norm.blob != blob {
-		d.set, d.norm.blob = true, blob
-		d.norm.blobPath, d.norm.blobOK = ParseBlobPath(blob)
+	if !d.set || d.norm.blob != blob || d.norm.defaultAccount != d.Account {
+		d.set = true
+		d.norm.setBlob(blob, d.Account)
 	}
 	bad := func(reason string) error { return &RecordError{Blob: blob, Offset: off, Reason: reason} }
 	sc := &d.norm.sc

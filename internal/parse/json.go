@@ -19,7 +19,10 @@ import (
 //	 "httpStatusCode":<int>,"status":<int>,"requestUri":…,"id":…,
 //	 "objectName":…,"objectType":…,"clientInfo":…,"tlsVersion":…,
 //	 "properties":<raw|null>,"extra":<raw|null>,
-//	 "source":{"blob":…,"offset":<int>}}
+//	 "source":{"account":…,"blob":…,"offset":<int>}}
+//
+// source names the record's logs account (Account) and its blob's path
+// there (Blob without the account part of its identity).
 //
 // Every key is always present, in this order: absent strings are "",
 // absent raw values null, durationMs null unless HasDuration (or not
@@ -90,8 +93,11 @@ func AppendJSON(dst []byte, rec *Record) []byte {
 	dst = appendRaw(dst, rec.Properties)
 	dst = append(dst, `,"extra":`...)
 	dst = appendRaw(dst, rec.Extra)
-	dst = append(dst, `,"source":{"blob":`...)
-	dst = appendString(dst, rec.Blob)
+	_, path := SplitBlobID(rec.Blob)
+	dst = append(dst, `,"source":{"account":`...)
+	dst = appendString(dst, rec.Account)
+	dst = append(dst, `,"blob":`...)
+	dst = appendString(dst, path)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, rec.Offset, 10)
 	dst = append(dst, "}}"...)

@@ -39,7 +39,7 @@ func topKeys(t *testing.T, b []byte) []string {
 
 func TestAppendJSONZero(t *testing.T) {
 	out := AppendJSON(nil, &Record{})
-	want := `{"time":"0001-01-01T00:00:00.0000000Z","vault":"","subscriptionId":"","resourceGroup":"","resourceId":"","operationName":"","operationVersion":"","category":"","resultType":"","resultSignature":"","resultDescription":"","durationMs":null,"callerIpAddress":"","correlationId":"","identity":{"objectId":"","upn":"","appId":"","claims":null},"httpStatusCode":0,"status":0,"requestUri":"","id":"","objectName":"","objectType":"","clientInfo":"","tlsVersion":"","properties":null,"extra":null,"source":{"blob":"","offset":0}}`
+	want := `{"time":"0001-01-01T00:00:00.0000000Z","vault":"","subscriptionId":"","resourceGroup":"","resourceId":"","operationName":"","operationVersion":"","category":"","resultType":"","resultSignature":"","resultDescription":"","durationMs":null,"callerIpAddress":"","correlationId":"","identity":{"objectId":"","upn":"","appId":"","claims":null},"httpStatusCode":0,"status":0,"requestUri":"","id":"","objectName":"","objectType":"","clientInfo":"","tlsVersion":"","properties":null,"extra":null,"source":{"account":"","blob":"","offset":0}}`
 	if string(out) != want {
 		t.Errorf("zero record:\n got %s\nwant %s", out, want)
 	}
@@ -85,15 +85,16 @@ type eventJSON struct {
 	Properties     json.RawMessage `json:"properties"`
 	Extra          json.RawMessage `json:"extra"`
 	Source         struct {
-		Blob   string `json:"blob"`
-		Offset int64  `json:"offset"`
+		Account string `json:"account"`
+		Blob    string `json:"blob"`
+		Offset  int64  `json:"offset"`
 	} `json:"source"`
 }
 
 // TestAppendJSONRoundTrip checks every sample's output against its Record
 // through encoding/json.
 func TestAppendJSONRoundTrip(t *testing.T) {
-	res := readAll(t, bytes.NewReader(readFile(t, samplesFile)), Options{Blob: `we"ird\blob`})
+	res := readAll(t, bytes.NewReader(readFile(t, samplesFile)), Options{Blob: `we"ird\blob`, Account: "logsone"})
 	var buf []byte
 	for i, rec := range res.recs {
 		buf = AppendJSON(buf[:0], &rec)
@@ -112,7 +113,7 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 			Identity:       Identity{ObjectID: ev.Identity.ObjectID, UPN: ev.Identity.UPN, AppID: ev.Identity.AppID, Claims: ev.Identity.Claims},
 			HTTPStatusCode: ev.HTTPStatusCode, Status: ev.Status, RequestURI: ev.RequestURI, ID: ev.ID,
 			ObjectName: ev.ObjectName, ObjectType: ev.ObjectType, ClientInfo: ev.ClientInfo, TLSVersion: ev.TLSVersion,
-			Properties: ev.Properties, Blob: ev.Source.Blob, Offset: ev.Source.Offset,
+			Properties: ev.Properties, Blob: ev.Source.Blob, Account: ev.Source.Account, Offset: ev.Source.Offset,
 		}
 		back.Time, _ = time.Parse(time.RFC3339Nano, ev.Time)
 		back.Time = back.Time.UTC()

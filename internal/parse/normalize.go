@@ -86,6 +86,19 @@ type normalizer struct {
 	blob     string
 	blobPath BlobPath
 	blobOK   bool
+	// account is the logs account of blob; defaultAccount the one a blob
+	// identity without an account part stands for.
+	account, defaultAccount string
+}
+
+// setBlob sets the blob the next records come from.
+func (n *normalizer) setBlob(blob, defaultAccount string) {
+	n.blob, n.defaultAccount = blob, defaultAccount
+	n.blobPath, n.blobOK = ParseBlobPath(blob)
+	n.account, _ = SplitBlobID(blob)
+	if n.account == "" {
+		n.account = defaultAccount
+	}
 }
 
 // normalize fills rec from the record just scanned in data (sc.record
@@ -241,6 +254,7 @@ func (n *normalizer) normalize(rec *Record, data []byte, off int64) string {
 		ClientInfo:     strs[fClientInfo],
 		TLSVersion:     strs[fTLSVersion],
 		Blob:           n.blob,
+		Account:        n.account,
 		Offset:         off,
 	}
 	if hasID {

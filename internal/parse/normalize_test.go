@@ -246,12 +246,90 @@ func TestParseBlobPath(t *testing.T) {
 		{"resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.STORAGE/VAULTS/V", BlobPath{}, false},
 		{"PT1H.json", BlobPath{}, false},
 		{"", BlobPath{}, false},
+		// Identities of blobs in other logs accounts (issue 17).
+		{"@logstwo/" + base + "/y=2024/m=04/d=03/h=14/m=00/PT1H.json", want, true},
+		{"@logstwo/insights-logs-auditevent/" + base + "/y=2024/m=04/d=03/h=14/m=00/PT1H.json", want, true},
+		{"@LogsTwo/" + base + "/y=2024/m=04/d=03/h=14/m=00/PT1H.json", BlobPath{}, false},
+		{"@x/" + base, BlobPath{}, false},
 	}
 	for _, tc := range tests {
 		got, ok := ParseBlobPath(tc.name)
 		if ok != tc.ok || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v %v, want %+v %v", tc.name, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// A blob's identity names its logs account, except in the first; the
+// same path in two accounts is two identities, and no bare path of the
+// first account spells another account's identity.
+func TestBlobID(t *testing.T) {
+	const path = "resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/V/y=2024/m=04/d=03/h=14/m=00/PT1H.json"
+	tests := []struct {
+		account, path string
+		id            string
+		ok            bool
+	}{
+		{"", path, path, true},
+		{"logstwo", path, "@logstwo/" + path, true},
+		{"stkvlogs0123456789abcdef", path, "@stkvlogs0123456789abcdef/" + path, true},
+		{"", "@logstwo/" + path, "", false}, // would be logstwo's blob
+		{"", "", "", false},
+		{"logstwo", "", "", false},
+		{"LogsTwo", path, "", false},
+		{"ab", path, "", false},
+		{"a/b", path, "", false},
+		{"stkvlogs0123456789abcdef0", path, "", false},
+	}
+	for _, tt := range tests {
+		id, ok := BlobID(tt.account, tt.path)
+		if ok != tt.ok || ok && id != tt.id {
+			t.Errorf("BlobID(%q, %q) = %q %v, want %q %v", tt.account, tt.path, id, ok, tt.id, tt.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if a, p := SplitBlobID(id); a != tt.account || p != tt.path {
+			t.Errorf("SplitBlobID(%q) = %q %q, want %q %q", id, a, p, tt.account, tt.path)
+		}
+	}
+	one, _ := BlobID("", path)
+	two, _ := BlobID("logstwo", path)
+	if one == two {
+		t.Error("the same path in two accounts has one identity")
+	}
+	for _, id := range []string{"@x/y", "@/y", "@logstwo", "plain/path"} {
+		if a, p := SplitBlobID(id); a != "" || p != id {
+			t.Errorf("SplitBlobID(%q) = %q %q: not a qualified identity", id, a, p)
+		}
+	}
+}
+
+// A record read from a blob of another account says so in its source;
+// one of the first account takes the Reader's Account.
+func TestRecordAccount(t *testing.T) {
+	const path = "resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/PATHVAULT/y=2024/m=04/d=03/h=14/m=00/PT1H.json"
+	rec := one(t, `{"time":"2024-04-03T14:03:10Z"}`, Options{Blob: "@logstwo/" + path, Account: "logsone"})
+	if rec.Account != "logstwo" || rec.Vault != "pathvault" {
+		t.Errorf("qualified blob: account %q vault %q", rec.Account, rec.Vault)
+	}
+	out := string(AppendJSON(nil, &rec))
+	if !strings.Contains(out, `"source":{"account":"logstwo","blob":"`+path+`","offset":0}`) {
+		t.Errorf("source of a qualified blob: %s", out)
+	}
+	rec = one(t, `{"time":"2024-04-03T14:03:10Z"}`, Options{Blob: path, Account: "logsone"})
+	if rec.Account != "logsone" {
+		t.Errorf("first account's blob: account %q", rec.Account)
+	}
+	var d Decoder
+	d.Account = "logsone"
+	var dec Record
+	if err := d.Decode([]byte(`{"time":"2024-04-03T14:03:10Z"}`), "@logstwo/"+path, 7, &dec); err != nil || dec.Account != "logstwo" {
+		t.Errorf("Decoder: account %q, %v", dec.Account, err)
+	}
+	if err := d.Decode([]byte(`{"time":"2024-04-03T14:03:10Z"}`), path, 7, &dec); err != nil || dec.Account != "logsone" {
+		t.Errorf("Decoder, first account: account %q, %v", dec.Account, err)
 	}
 }
 

@@ -37,9 +37,13 @@ const DefaultMaxRecordBytes = 4 << 20
 // Options tell a Reader where its input lies in the blob and how to read it.
 // The zero value reads a growing blob from its start.
 type Options struct {
-	// Blob is the blob name: copied into Record.Blob, used for the vault
-	// fallback (see ParseBlobPath) and in errors.
+	// Blob is the blob's identity (BlobID; a bare path for a blob of the
+	// first logs account or a file): copied into Record.Blob, used for the
+	// vault fallback (see ParseBlobPath) and in errors.
 	Blob string
+	// Account is the logs account Record.Account names when Blob does not
+	// name one: the first logs account's name ("" for a file).
+	Account string
 	// BaseOffset is the blob offset of the reader's first byte: the
 	// Consumed value of an earlier Reader on the same blob.
 	BaseOffset int64
@@ -146,8 +150,7 @@ func NewReader(r io.Reader, opt Options) *Reader {
 	}
 	p.limit = p.max + 2 + readRoom // a line of max bytes, "\r\n", room to read
 	p.buf = make([]byte, min(initialBuffer, p.limit))
-	p.norm.blob = opt.Blob
-	p.norm.blobPath, p.norm.blobOK = ParseBlobPath(opt.Blob)
+	p.norm.setBlob(opt.Blob, opt.Account)
 	switch {
 	case opt.BaseOffset < 0 || opt.Format < FormatUnknown || opt.Format > FormatDocument:
 		p.rerr = errOptions

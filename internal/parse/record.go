@@ -65,8 +65,13 @@ type Record struct {
 	// Extra holds unknown top-level fields as one JSON object (nil when none).
 	Extra json.RawMessage
 
-	// Blob is the name of the blob the record was read from (Options.Blob).
+	// Blob is the identity of the blob the record was read from
+	// (Options.Blob): its path, prefixed with "@<account>/" in a logs
+	// account other than the first (see BlobID).
 	Blob string
+	// Account is the logs account of the blob: the one Blob names, else
+	// Options.Account (Decoder.Account), the first logs account's name.
+	Account string
 	// Offset is the byte offset of the record's first byte (its '{') in its blob.
 	Offset int64
 }

@@ -61,6 +61,7 @@ func (q *Querier) Events(ctx context.Context, eq *EventsQuery, emit func(*parse.
 		rec     parse.Record
 		emitted int
 	)
+	d.Account = q.FirstAccount
 	for pages := 0; day < len(p.days); pages++ {
 		if pages >= q.maxPages() || pages > 0 && !time.Now().Before(deadline) {
 			return cont(day, after, pos), nil
@@ -151,6 +152,7 @@ func (q *Querier) eventsFromPostings(ctx context.Context, eq *EventsQuery, p *pl
 		rec     parse.Record
 		emitted int
 	)
+	d.Account = q.FirstAccount
 	for reads := 0; day < len(p.days); reads++ {
 		if reads >= q.maxPages() || reads > 0 && !time.Now().Before(deadline) {
 			return cont(day, after), nil

@@ -24,6 +24,13 @@ import (
 type Querier struct {
 	Tables *index.Tables
 	Limits Limits
+	// FirstAccount is the first logs account's name: an event's
+	// source.account for a blob whose identity names no account (see
+	// parse.BlobID).
+	FirstAccount string
+	// Regions are the logs accounts' regions by account name, for the
+	// vault list.
+	Regions map[string]string
 	// MaxPages bounds the storage pages one events request reads (default
 	// 64: every day of a 31-day window once, twice over). A request that
 	// reaches it answers the events found so far with a continuation, so a

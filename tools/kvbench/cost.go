@@ -26,6 +26,12 @@ const (
 	priceLABasicGB      = 0.50 // Log Analytics, Basic logs (AZKVAuditLogs supports it), per GB ingested, 30 days included
 	priceLALongTermGB   = 0.02 // long-term retention per GB-month, past the Basic plan's 30 days
 	retentionMonths     = 3    // RetentionDays default 90
+	// Data transfer between Azure regions (Azure bandwidth pricing,
+	// azure.microsoft.com/pricing/details/bandwidth/, "Data transfer between
+	// Azure regions"): within North America or within Europe, and from one
+	// continent to another. Only bytes leaving a region are billed.
+	priceInterRegionGB    = 0.02
+	priceInterContinentGB = 0.05
 )
 
 // quietFigures are the transactions of the query dataset's small blobs.
@@ -86,6 +92,21 @@ func (b *bench) measureCost(_ context.Context, rep *report, f *ingestFigures) er
 		fmt.Sprintf("$%.3f ($%.3f + $%.4f + $%.3f); $%.2f (%s); $%.2f (%s)", ours31, storageMonth, txCost, funcs, la31, cheaper(ours31, la31), laBasic31, cheaper(ours31, laBasic31)), "(report)", "")
 	rep.add("6 cost", "$ per GB of raw log kept 90 days (RetentionDays default): kvaudit; Log Analytics Analytics; Basic",
 		fmt.Sprintf("$%.3f; $%.2f (%s); $%.2f (%s)", ours90, la90, cheaper(ours90, la90), laBasic90, cheaper(ours90, laBasic90)), "≤ $0.25", verdictAtMost(ours90, 0.25, " $"))
+	// Issue 17: logs accounts in every region holding vaults, one index. One
+	// app reading every region's account moves each remote region's raw
+	// bytes across (the blob reads); an ingest app per region would move
+	// only what it writes to the index (table request bodies). Measured on
+	// the same run: bytes on the wire per raw byte.
+	if f.blobDown > 0 && f.tableUp > 0 {
+		down := float64(f.blobDown) / float64(f.rawBytes)
+		up := float64(f.tableUp) / float64(f.rawBytes)
+		rep.add("6 cost", "inter-region transfer per GB of raw log of a remote region: one app reading every region's logs account (blob reads) against an ingest app per region writing the index (table requests)",
+			fmt.Sprintf("%.2f GB = $%.3f in a continent, $%.3f across ($%.3f per GB raw kept 90 days with it); per region: %.2f GB = $%.3f, $%.3f",
+				down, down*priceInterRegionGB, down*priceInterContinentGB, ours90+down*priceInterContinentGB, up, up*priceInterRegionGB, up*priceInterContinentGB),
+			"(report)", "")
+		rep.note("cost: inter-region transfer $%.2f/GB within North America or Europe, $%.2f/GB between continents (Azure bandwidth pricing, data transfer between regions; as known in 2025, not checked online here). Bytes are the request and response bodies the SDK sent and received in the ingest comparison's run: blob reads download %.2f× the raw log (ranged reads from the checkpoint, each byte once), table writes upload %.2f× (JSON, the record column as base64, batch envelopes: more than the %.2f× billed at rest). So an ingest app per region would move %.0f%% of what the one app moves, at the price of an app, a plan and settings per region; kvaudit runs one app (README, Several regions).",
+			priceInterRegionGB, priceInterContinentGB, down, up, gbStoredPerGB, 100*up/down)
+	}
 	rep.note("cost: layout %d rows — an Events row per record (filter columns and the record as logged, DEFLATE with a preset dictionary) and posting rows per lookup key, day, blob and ingest chunk; see README's Tables.", index.Layout)
 	rep.note("cost: public list prices, US East, pay-as-you-go, as known in 2025, not checked online here: Table Storage LRS $%.3f/GB-month and $%.5f/10,000 transactions (an entity-group transaction is billed as one); Functions Flex Consumption on demand $%.6f/GB-s at the default %.0f GB instance, $%.2f/million executions; Log Analytics Analytics logs $%.2f/GB ingested with 31 days included, then $%.2f/GB-month; Basic logs $%.2f/GB with 30 days, then long-term retention $%.2f/GB-month. Execution time per GB from the %s (%.0f s/GB against Azurite: an upper bound; Table Storage takes rows much faster). Raw blobs in the logs account cost the same either way.",
 		priceTableGBMonth, priceTablePer10kTx, priceFlexGBs, priceFlexMemGB, priceFlexPerMExec, priceLogAnalyticsGB, priceLARetentionGB, priceLABasicGB, priceLALongTermGB, src, secPerGB)

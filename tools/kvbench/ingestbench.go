@@ -52,6 +52,9 @@ type ingestFigures struct {
 	tableBatches      int64 // requests of one run of the ingest path
 	tableOther        int64
 	blobReqs          int64
+	// blobDown and tableUp are the body bytes blob reads downloaded and
+	// table requests uploaded in one run of the ingest path.
+	blobDown, tableUp int64
 	ours              time.Duration // median run time of the ingest path
 	oursRate          float64       // entity writes/s
 }
@@ -266,6 +269,7 @@ func (b *bench) measureIngest(ctx context.Context, rep *report) (*ingestFigures,
 				recRates = append(recRates, float64(recs)/d.Seconds())
 				oursTimes = append(oursTimes, d.Seconds())
 				fig.tableBatches, fig.tableOther, fig.blobReqs = cl.count.tableBatch.Load(), cl.count.tableOther.Load(), cl.count.blobReqs.Load()
+				fig.blobDown, fig.tableUp = cl.count.blobDown.Load(), cl.count.tableUp.Load()
 				if err := blobsTableSize(ctx, tables, fig); err != nil {
 					return nil, err
 				}

@@ -27,29 +27,46 @@ import (
 )
 
 // counter counts the requests an SDK client sends, by kind, so that the
-// cost figures use the transactions really sent.
+// cost figures use the transactions really sent, and the bytes their
+// bodies carry: what blob reads download and table writes upload is what
+// crosses regions when the logs account and the index (or the app) are in
+// different ones (issue 17).
 type counter struct {
 	next                             http.RoundTripper
 	tableHost                        string
 	tableBatch, tableOther, blobReqs atomic.Int64
+	// blobDown is the blob responses' body bytes (Content-Length), tableUp
+	// the table requests' body bytes.
+	blobDown, tableUp atomic.Int64
 }
 
 func (c *counter) Do(req *http.Request) (*http.Response, error) {
+	blob := req.URL.Host != c.tableHost
 	switch {
-	case req.URL.Host != c.tableHost:
+	case blob:
 		c.blobReqs.Add(1)
 	case strings.HasSuffix(req.URL.Path, "$batch"):
 		c.tableBatch.Add(1)
 	default:
 		c.tableOther.Add(1)
 	}
-	return c.next.RoundTrip(req)
+	if !blob && req.ContentLength > 0 {
+		c.tableUp.Add(req.ContentLength)
+	}
+	resp, err := c.next.RoundTrip(req)
+	// A HEAD (GetProperties) answers the blob's length without a body.
+	if err == nil && blob && req.Method != http.MethodHead && resp.ContentLength > 0 {
+		c.blobDown.Add(resp.ContentLength)
+	}
+	return resp, err
 }
 
 func (c *counter) reset() {
 	c.tableBatch.Store(0)
 	c.tableOther.Store(0)
 	c.blobReqs.Store(0)
+	c.blobDown.Store(0)
+	c.tableUp.Store(0)
 }
 
 // clientOptions mirror internal/azstore's (retry policy, ApplicationID),

@@ -9,10 +9,13 @@
 // (-handler names an already built one instead). The zip is reproducible: entries are sorted,
 // every time stamp is the same fixed instant and modes are explicit (0755
 // for the handler, 0644 for the rest), so the same commit gives the same
-// bytes. The packaged BlobTrigger/function.json is generated from the
-// checked-in one with "source": "EventGrid", the only blob-trigger source
-// Flex Consumption runs; the checked-in one keeps the polling source, which
-// func start with Azurite needs.
+// bytes.
+//
+// The package is notified of new blobs by EventGridTrigger alone (issue
+// 17): an Event Grid trigger takes BlobCreated from the system topic of
+// every logs account, one per region, where a blob trigger binds one
+// connection. BlobTrigger stays in the repository for local runs (func
+// start with Azurite polls its container), not in the package.
 //
 // With -dir, the same files are also written unpacked to that folder, from
 // which func azure functionapp publish <app> --custom can upload them.
@@ -39,15 +42,12 @@ import (
 )
 
 // Functions are the function folders the package carries. CatchUp is not
-// optional: on Flex Consumption, Event Grid raises BlobCreated once per
-// PT1H.json and nothing for its appends; CatchUp follows them.
-var Functions = []string{"BlobTrigger", "CatchUp", "HttpQuery"}
+// optional: Event Grid raises BlobCreated once per PT1H.json and nothing
+// for its appends; CatchUp follows them.
+var Functions = []string{"CatchUp", "EventGridTrigger", "HttpQuery"}
 
 // HostFile is the host's configuration, at the package root.
 const HostFile = "host.json"
-
-// BlobTriggerSource is the blob trigger's source in the package.
-const BlobTriggerSource = "EventGrid"
 
 // ModTime is every entry's modification time: fixed, so that the bytes
 // depend on the content alone.
@@ -128,8 +128,8 @@ func run(root, handler, out, dir string, stdout io.Writer) error {
 }
 
 // Collect reads the package's files from root, sorted by name: host.json,
-// every regular file of each function folder (BlobTrigger/function.json
-// rewritten for Event Grid) and handler as the executable host.json names.
+// every regular file of each function folder and handler as the
+// executable host.json names.
 func Collect(root, handler string) ([]File, error) {
 	hostJSON, err := os.ReadFile(filepath.Join(root, HostFile))
 	if err != nil {
@@ -161,11 +161,6 @@ func Collect(root, handler string) ([]File, error) {
 				return nil, err
 			}
 			name := fn + "/" + e.Name()
-			if name == "BlobTrigger/function.json" {
-				if data, err = EventGridFunctionJSON(data); err != nil {
-					return nil, fmt.Errorf("%s: %w", name, err)
-				}
-			}
 			files = append(files, File{Name: name, Mode: 0o644, Data: data})
 		}
 	}
@@ -191,32 +186,6 @@ func ExecutablePath(hostJSON []byte) (string, error) {
 		return "", fmt.Errorf("host.json: defaultExecutablePath %q is not a relative path inside the app", p)
 	}
 	return p, nil
-}
-
-// EventGridFunctionJSON returns a blob trigger's function.json with
-// "source": "EventGrid" on its blobTrigger binding and everything else
-// kept. It fails unless there is exactly one blobTrigger binding.
-func EventGridFunctionJSON(data []byte) ([]byte, error) {
-	var fn map[string]any
-	if err := json.Unmarshal(data, &fn); err != nil {
-		return nil, err
-	}
-	bindings, _ := fn["bindings"].([]any)
-	n := 0
-	for _, b := range bindings {
-		if m, ok := b.(map[string]any); ok && m["type"] == "blobTrigger" {
-			m["source"] = BlobTriggerSource
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, fmt.Errorf("want one blobTrigger binding, found %d", n)
-	}
-	out, err := json.MarshalIndent(fn, "", "  ") // map keys sorted: deterministic
-	if err != nil {
-		return nil, err
-	}
-	return append(out, '\n'), nil
 }
 
 // WriteZip writes files to w as a zip whose bytes depend on files alone.

@@ -44,8 +44,8 @@ func TestMain(m *testing.M) {
 // wantEntries is the whole package: what the Functions host needs, and
 // nothing else.
 var wantEntries = []string{
-	"BlobTrigger/function.json",
 	"CatchUp/function.json",
+	"EventGridTrigger/function.json",
 	"HttpQuery/function.json",
 	"bin/handler",
 	"host.json",
@@ -160,25 +160,17 @@ func TestPackageEntries(t *testing.T) {
 	}
 	checkStaticLinuxAMD64(t, files["bin/handler"])
 
-	// The packaged trigger is the checked-in one with source EventGrid;
-	// the checked-in one keeps the polling source for func start.
-	packaged := blobBinding(t, files["BlobTrigger/function.json"])
-	checkedIn, err := os.ReadFile(filepath.Join(root, "BlobTrigger", "function.json"))
-	if err != nil {
+	// The notification is the Event Grid trigger (every logs account's
+	// system topic delivers to it); the blob trigger, bound to one
+	// connection, is for local runs only.
+	var eg struct{ Bindings []map[string]any }
+	if err := json.Unmarshal(files["EventGridTrigger/function.json"], &eg); err != nil {
 		t.Fatal(err)
 	}
-	local := blobBinding(t, checkedIn)
-	if packaged["source"] != "EventGrid" {
-		t.Errorf("packaged blob trigger source = %v, want EventGrid", packaged["source"])
+	if len(eg.Bindings) != 1 || eg.Bindings[0]["type"] != "eventGridTrigger" || eg.Bindings[0]["name"] != "eventGridEvent" || eg.Bindings[0]["dataType"] != nil {
+		t.Errorf("EventGridTrigger bindings %v: want one eventGridTrigger named eventGridEvent, no dataType (the event arrives as its JSON text)", eg.Bindings)
 	}
-	if local["source"] != nil {
-		t.Errorf("checked-in blob trigger source = %v, want unset (polling, for func start with Azurite)", local["source"])
-	}
-	delete(packaged, "source")
-	if fmt.Sprint(packaged) != fmt.Sprint(local) {
-		t.Errorf("packaged binding %v differs from the checked-in %v beyond its source", packaged, local)
-	}
-	for _, fn := range []string{"CatchUp", "HttpQuery"} {
+	for _, fn := range []string{"CatchUp", "EventGridTrigger", "HttpQuery"} {
 		b, err := os.ReadFile(filepath.Join(root, fn, "function.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -187,21 +179,6 @@ func TestPackageEntries(t *testing.T) {
 			t.Errorf("%s/function.json is not the checked-in one", fn)
 		}
 	}
-}
-
-func blobBinding(t *testing.T, functionJSON []byte) map[string]any {
-	t.Helper()
-	var fn struct{ Bindings []map[string]any }
-	if err := json.Unmarshal(functionJSON, &fn); err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range fn.Bindings {
-		if b["type"] == "blobTrigger" {
-			return b
-		}
-	}
-	t.Fatalf("no blobTrigger binding in %s", functionJSON)
-	return nil
 }
 
 // checkStaticLinuxAMD64 fails unless bin is a 64-bit x86-64 ELF executable
@@ -284,15 +261,16 @@ func TestPackagedHandlerIndexesABlob(t *testing.T) {
 
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	content := ingesttest.Records("pkgvault", hour.Add(time.Minute), 0, n)
-	req, err := hosttest.NewBlobRequest(context.Background(), base, hosttest.BlobInvocation{
-		Name: name, Container: container, AccountURL: az.BlobURL,
-		Content: bytes.NewReader(content), Binary: true, ContentLength: int64(len(content)),
+	// The packaged notification: a BlobCreated event as the host hands
+	// the Event Grid trigger's invocation over.
+	req, err := hosttest.NewEventGridRequest(context.Background(), base, hosttest.EventGridInvocation{
+		Name: name, Container: container, AccountURL: az.BlobURL, ContentLength: int64(len(content)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, resp, err := hosttest.Do(nil, req); err != nil || status != http.StatusOK {
-		t.Fatalf("BlobTrigger: %d %v %v", status, resp.Logs, err)
+	if status, resp, err := hosttest.Do(nil, req); err != nil || status != http.StatusOK || !strings.Contains(strings.Join(resp.Logs, " "), fmt.Sprintf("indexed %d records", n)) {
+		t.Fatalf("EventGridTrigger: %d %v %v", status, resp.Logs, err)
 	}
 
 	q := url.Values{"vault": {"pkgvault"}, "from": {hour.Format(time.RFC3339)}, "to": {hour.Add(time.Hour).Format(time.RFC3339)}}

@@ -476,3 +476,135 @@ func newUUID() string {
 	h := hex.EncodeToString(u[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
+
+// Defaults of an Event Grid trigger invocation.
+const (
+	DefaultEventGridFunction = "EventGridTrigger"
+	DefaultEventGridBinding  = "eventGridEvent"
+)
+
+// EventGridInvocation describes an Event Grid trigger invocation carrying
+// one Microsoft.Storage.BlobCreated event, as a system topic on a storage
+// account raises it. Zero fields take the defaults documented on each.
+type EventGridInvocation struct {
+	Function  string // default "EventGridTrigger"
+	Binding   string // Data key, default "eventGridEvent"
+	Name      string // blob path inside the container
+	Container string // default "insights-logs-auditevent"
+	// AccountURL is the blob endpoint the event's url starts with,
+	// default "http://127.0.0.1:10000/devstoreaccount1". URL, when set,
+	// replaces the whole url (an event naming any blob at all).
+	AccountURL string
+	URL        string
+	// Topic is the storage account's resource id, default one built from
+	// the account's name.
+	Topic         string
+	EventType     string // default "Microsoft.Storage.BlobCreated"
+	API           string // default "PutBlob" (Azure Monitor creating the append blob)
+	BlobType      string // default "AppendBlob"
+	ContentLength int64
+	ETag          string    // without quotes, as events carry it; default a random "0x8DC…"
+	EventTime     time.Time // default now
+	ID            string    // default: a random UUID v4
+	// CloudEvents sends the event in the CloudEvents 1.0 schema (an event
+	// subscription's delivery schema may be either).
+	CloudEvents  bool
+	InvocationID string // default: a random UUID v4
+}
+
+// EventURL is the url an EventGridInvocation's event names.
+func (inv EventGridInvocation) EventURL() string {
+	if inv.URL != "" {
+		return inv.URL
+	}
+	segs := strings.Split(inv.Name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.TrimSuffix(or(inv.AccountURL, DefaultAccountURL), "/") + "/" + url.PathEscape(or(inv.Container, DefaultContainer)) + "/" + strings.Join(segs, "/")
+}
+
+// NewEventGridRequest builds the host's POST <handlerURL>/<Function> for an
+// Event Grid trigger invocation: Data holds the event's JSON text, indented
+// as the extension's JToken→string converter writes it, encoded twice (a
+// string input the host serializes, inside the serialized context);
+// Metadata holds the event's data object and sys. The body is small and
+// held; the request can be sent again.
+func NewEventGridRequest(ctx context.Context, handlerURL string, inv EventGridInvocation) (*http.Request, error) {
+	if inv.Name == "" && inv.URL == "" {
+		return nil, errors.New("hosttest: EventGridInvocation needs Name or URL")
+	}
+	inv.Function = or(inv.Function, DefaultEventGridFunction)
+	inv.Binding = or(inv.Binding, DefaultEventGridBinding)
+	inv.Container = or(inv.Container, DefaultContainer)
+	inv.EventType = or(inv.EventType, "Microsoft.Storage.BlobCreated")
+	inv.API = or(inv.API, "PutBlob")
+	inv.BlobType = or(inv.BlobType, DefaultBlobType)
+	inv.ETag = strings.Trim(or(inv.ETag, "0x8DC"+strings.ToUpper(randomHex(6))[:11]), `"`)
+	if inv.EventTime.IsZero() {
+		inv.EventTime = time.Now().UTC()
+	}
+	inv.ID = or(inv.ID, newUUID())
+	inv.InvocationID = or(inv.InvocationID, newUUID())
+	blobURL := inv.EventURL()
+	if inv.Topic == "" {
+		acct := "devstoreaccount1"
+		if u, err := url.Parse(blobURL); err == nil {
+			if h, _, ok := strings.Cut(u.Hostname(), "."); ok && strings.Contains(u.Hostname(), ".blob.") {
+				acct = h
+			} else if seg, _, _ := strings.Cut(strings.Trim(u.Path, "/"), "/"); seg != "" {
+				acct = seg
+			}
+		}
+		inv.Topic = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-logs/providers/Microsoft.Storage/storageAccounts/" + acct
+	}
+
+	// The data object, as Azure Storage fills it
+	// (learn.microsoft.com/azure/event-grid/event-schema-blob-storage).
+	data := object(
+		member{"api", encode(inv.API)},
+		member{"clientRequestId", encode(newUUID())},
+		member{"requestId", encode(newUUID())},
+		member{"eTag", encode(inv.ETag)},
+		member{"contentType", encode("application/octet-stream")},
+		member{"contentLength", []byte(fmt.Sprint(inv.ContentLength))},
+		member{"blobType", encode(inv.BlobType)},
+		member{"url", encode(blobURL)},
+		member{"sequencer", encode("0000000000000000000000000000" + strings.ToUpper(randomHex(2)))},
+		member{"storageDiagnostics", object(member{"batchId", encode(newUUID())})},
+	)
+	subject := "/blobServices/default/containers/" + inv.Container + "/blobs/" + inv.Name
+	var event []byte
+	if inv.CloudEvents {
+		event = object(
+			member{"source", encode(inv.Topic)},
+			member{"subject", encode(subject)},
+			member{"type", encode(inv.EventType)},
+			member{"time", encode(inv.EventTime.Format(dotNetUTC))},
+			member{"id", encode(inv.ID)},
+			member{"data", data},
+			member{"specversion", encode("1.0")},
+		)
+	} else {
+		event = object(
+			member{"topic", encode(inv.Topic)},
+			member{"subject", encode(subject)},
+			member{"eventType", encode(inv.EventType)},
+			member{"id", encode(inv.ID)},
+			member{"data", data},
+			member{"dataVersion", encode("")},
+			member{"metadataVersion", encode("1")},
+			member{"eventTime", encode(inv.EventTime.Format(dotNetUTC))},
+		)
+	}
+	// JToken.ToString(Formatting.Indented): two-space indent.
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, event, "", "  "); err != nil {
+		return nil, fmt.Errorf("hosttest: event: %w", err)
+	}
+	body := object(
+		member{"Data", object(member{inv.Binding, encodeTwice(indented.String())})},
+		member{"Metadata", object(member{"data", data}, member{"sys", sys(inv.Function)})},
+	)
+	return newRequest(ctx, handlerURL, inv.Function, inv.InvocationID, bytes.NewReader(body))
+}

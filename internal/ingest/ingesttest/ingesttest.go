@@ -20,6 +20,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/kvaudit/kvaudit/internal/azstore"
 	"github.com/kvaudit/kvaudit/internal/azuritetest"
@@ -36,6 +37,8 @@ type Env struct {
 	Tables    *index.Tables
 	Ingester  *ingest.Ingester
 	Log       *slog.Logger
+
+	svc *service.Client // of the Env's Azurite, for Account
 }
 
 // New makes a private container and table prefix in the Azurite that
@@ -72,8 +75,30 @@ func NewIn(t testing.TB, az *azuritetest.Azurite) *Env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	return &Env{T: t, Container: cc, Tables: tables, Log: log,
+	return &Env{T: t, Container: cc, Tables: tables, Log: log, svc: bc.ServiceClient(),
 		Ingester: &ingest.Ingester{Container: cc, Tables: tables, Log: log, Concurrency: 4}}
+}
+
+// Account adds a logs account named name to the Env's Ingester (another
+// private container of the same Azurite: to ingest, an account is a
+// container) and returns an Env whose Container and Append are that
+// account's; Tables and Ingester are shared. Blobs of the account are
+// identified as parse.BlobID(name, path).
+func (e *Env) Account(name string) *Env {
+	e.T.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	c := e.svc.NewContainerClient(fmt.Sprintf("logs-%x", b))
+	if _, err := c.Create(context.Background(), nil); err != nil {
+		e.T.Fatal(err)
+	}
+	if e.Ingester.Accounts == nil {
+		e.Ingester.Accounts = map[string]*container.Client{}
+	}
+	e.Ingester.Accounts[name] = c
+	other := *e
+	other.Container = c
+	return &other
 }
 
 // BlobName is the Azure Monitor path of vault's blob of hour.
