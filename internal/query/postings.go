@@ -36,6 +36,11 @@ const (
 	postingPageBytes = 2 << 20
 )
 
+// denseRow is the entries from which a posting row is dense: a page that
+// meets one lists the rest of the day's rows and reads them newest span
+// first (dayPage).
+const denseRow = 250
+
 // postingConcurrency bounds the reads of posting rows one request has in
 // flight (days of a key's stats, mass-retrieval candidates): each holds a
 // storage page.
@@ -276,15 +281,17 @@ func (h *pageHeap) full() bool { return len(h.items) == h.max }
 //
 // Memory is the k+1 postings kept, one storage page and one hour's list
 // of rows, however many entries the key has that day; and it decodes only
-// rows that can hold one of the page's entries. It reads the first page
-// of rows of the span the page needs (the window's hours and the rows
-// whose T0…T1 meets it; often all there is); when more follow, it lists
-// the rest without their entries, an hour at a time, newest hour first,
-// and reads those rows one by one (a few at a time), newest span first,
-// until no row left can hold an entry newer than the k+1 kept. So a key
-// flooded with a million requests in one hour costs a page the rows of
-// its own minutes, not the hour. budget, when not nil, is charged one per
-// row listed and one per entry decoded.
+// rows that can hold one of the page's entries. It reads the rows of the
+// span the page needs (the window's hours, and the rows whose T0…T1 meets
+// it) in RowKey order while they are sparse, skipping those older than
+// all it keeps; at the first dense row (denseRow entries: a flood) it
+// lists the rest without their entries, an hour at a time, newest hour
+// first, and reads those rows by point reads (a few at a time), newest
+// span first, until no row left can hold an entry newer than the k+1
+// kept. So a key flooded with a million requests in one hour costs a page
+// the rows of its own minutes, not the hour. budget, when not nil, is
+// charged one per entry decoded (the rows listed are a thousandth of a
+// dense hour's entries).
 func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int, budget *rowBudget) ([]posting, bool, error) {
 	dayStart, err := time.Parse(index.DayLayout, day)
 	if err != nil {
@@ -329,13 +336,21 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 		return nil
 	}
 
-	// The first page of rows, entries and all.
+	// Rows in RowKey order, entries and all, while they are sparse: a
+	// key's rows of an hour are ordered by lineage and chunk, not time,
+	// which costs little while rows hold few entries. At the first dense
+	// row (a key with hundreds of requests in one chunk: a flood) the
+	// rest is listed instead.
 	l := listing{table: index.TablePostings, filter: p.postingFilter(day, sp)}
 	var last string
-	stopped := false
-	pos, err := q.postingRows(ctx, p, l, 1, func(pr *index.PostingRow) (bool, error) {
+	stopped, dense := false, false
+	_, err = q.postingRows(ctx, p, l, 0, func(pr *index.PostingRow) (bool, error) {
 		if hourDone(pr.Parsed.Hour) {
 			stopped = true
+			return false, nil
+		}
+		if pr.Parsed.Hour >= 0 && pr.N != nil && *pr.N >= denseRow {
+			dense = true
 			return false, nil
 		}
 		last = pr.RowKey
@@ -347,7 +362,7 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 	if err != nil {
 		return nil, false, err
 	}
-	if !stopped && !pos.empty() {
+	if !stopped && dense {
 		// The rest: listed an hour at a time (RowKey, span), then read
 		// newest span first.
 		ml := listing{table: index.TablePostings, filter: l.filter, sel: selectColumns("RowKey", "T0")}
@@ -385,7 +400,7 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 			group = group[:0]
 			return nil
 		}
-		err = q.scan(ctx, ml, budget, func(ent []byte) error {
+		err = q.scan(ctx, ml, nil, func(ent []byte) error {
 			var r rowSpan
 			if err := json.Unmarshal(ent, &r); err != nil {
 				return fmt.Errorf("query: unreadable posting row: %w", err)
