@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"testing"
 	"time"
 
@@ -32,7 +31,7 @@ func TestLookupMemoryDoesNotGrowWithTheDay(t *testing.T) {
 		}
 		got := 0
 		var qerr error
-		peak[n] = lookupPeakHeap(func() {
+		peak[n] = peakHeapDuring(func() {
 			_, qerr = e.q.Events(context.Background(), eq, func(*parse.Record) error { got++; return nil })
 		})
 		if qerr != nil || got != 100 {
@@ -94,37 +93,4 @@ func writeLookupDay(t *testing.T, e *env, day time.Time, n int) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lookupPeakHeap is the largest live heap seen (sampled every 2 ms) while
-// fn runs, above the live heap before it.
-func lookupPeakHeap(fn func()) uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	base := m.HeapAlloc
-	done, out := make(chan struct{}), make(chan uint64)
-	go func() {
-		var p uint64
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var s runtime.MemStats
-			runtime.ReadMemStats(&s)
-			p = max(p, s.HeapAlloc)
-			select {
-			case <-done:
-				out <- p
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	fn()
-	close(done)
-	p := <-out
-	if p < base {
-		return 0
-	}
-	return p - base
 }
