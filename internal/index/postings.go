@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kvaudit/kvaudit/internal/parse"
 )
@@ -109,7 +110,7 @@ func (p *Postings) Add(rec *parse.Record, sourceID string) {
 	t := rec.Time.UTC()
 	day, hour := t.Format(DayLayout), t.Hour()
 	e := Entry{
-		InvTicks: maxTicks - Ticks(rec.Time), Offset: rec.Offset, Vault: CapValue(rec.Vault), Op: CapValue(rec.OperationName),
+		InvTicks: InvTicks(rec.Time), Offset: rec.Offset, Vault: CapValue(rec.Vault), Op: CapValue(rec.OperationName),
 		Status: rec.Status, Caller: CapValue(CallerKey(rec)), IP: CapValue(rec.CallerIPAddress),
 		Object: CapValue(rec.ObjectName), Client: CapValue(rec.ClientInfo),
 	}
@@ -133,6 +134,14 @@ func (p *Postings) Add(rec *parse.Record, sourceID string) {
 		add(KindObject, rec.ObjectName)
 	}
 }
+
+// InvTicks is t as a RowKey's inverted ticks (and an Entry's InvTicks):
+// newer times are smaller.
+func InvTicks(t time.Time) int64 { return maxTicks - Ticks(t) }
+
+// SpanText is inverted ticks as a posting row's T0 and T1 hold them: 19
+// digits, so that they compare as strings in a filter.
+func SpanText(inv int64) string { return fmt.Sprintf("%019d", inv) }
 
 // PostingKeyPart is the key part of a lookup value in Postings RowKeys:
 // EncodeKeyPart of its CapValue, so that a value and its capped form (as
@@ -246,7 +255,11 @@ func (p *Postings) Rows(dst []Entity, chunkStart int64) []Entity {
 			b = strconv.AppendInt(b, Layout, 10)
 			b = append(b, `,"N":`...)
 			b = strconv.AppendInt(b, int64(n), 10)
-			b = fmt.Appendf(b, `,"T0":"%019d","T1":"%019d"`, es[0].InvTicks, es[n-1].InvTicks)
+			b = append(b, `,"T0":"`...)
+			b = append(b, SpanText(es[0].InvTicks)...)
+			b = append(b, `","T1":"`...)
+			b = append(b, SpanText(es[n-1].InvTicks)...)
+			b = append(b, '"')
 			b = appendBinary(b, PropPostings, payload)
 			b = append(b, '}')
 			dst = append(dst, Entity{Table: TablePostings, PK: pk, RK: rk, Body: b})

@@ -159,7 +159,7 @@ func TestPlantedBombRowsFailBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Its span says it holds the last hour, so the lookup reads it.
-	ent["T0"], ent["T1"] = ticksString(invTicks(time.Now())), ticksString(invTicks(now.Add(-time.Hour)))
+	ent["T0"], ent["T1"] = index.SpanText(index.InvTicks(time.Now())), index.SpanText(index.InvTicks(now.Add(-time.Hour)))
 	putBinary(ent, "P", bomb)
 	e.putEntity(index.TablePostings, ent)
 

@@ -80,17 +80,9 @@ func (p *plan) span(day, after string) span {
 	}
 	sp.first = int(from.Sub(d) / time.Hour)
 	sp.last = min(int(to.Add(-time.Nanosecond).Sub(d)/time.Hour), 23)
-	sp.lo, sp.hi = invTicks(to.Add(-100*time.Nanosecond)), invTicks(from)
+	sp.lo, sp.hi = index.InvTicks(to.Add(-100*time.Nanosecond)), index.InvTicks(from)
 	return sp
 }
-
-// invTicks is t as a RowKey's (and a posting row's T0, T1) inverted ticks.
-func invTicks(t time.Time) int64 {
-	inv, _ := strconv.ParseInt(index.TimeRowKeyBound(t), 10, 64)
-	return inv
-}
-
-func ticksString(inv int64) string { return fmt.Sprintf("%019d", inv) }
 
 // postingFilter selects the posting rows of p's key on day whose entries
 // can lie in sp: the rows of its hours whose span (T0, T1) meets it — one
@@ -115,9 +107,9 @@ func (p *plan) postingFilter(day string, sp span) string {
 		hi := index.PostingHourPrefix(p.key, sp.first)
 		b.WriteString(index.ODataString(hi[:len(hi)-1] + "}"))
 		b.WriteString(" and T0 le ")
-		b.WriteString(index.ODataString(ticksString(sp.hi)))
+		b.WriteString(index.ODataString(index.SpanText(sp.hi)))
 		b.WriteString(" and T1 ge ")
-		b.WriteString(index.ODataString(ticksString(sp.lo)))
+		b.WriteString(index.ODataString(index.SpanText(sp.lo)))
 		b.WriteString(")")
 	}
 	return b.String()
@@ -302,23 +294,17 @@ func (q *Querier) dayPage(ctx context.Context, p *plan, day, after string, k int
 	// Once k+1 are kept, a row is of no use when its newest entry (T0) is
 	// older than all of them, and so is every row of an hour that ends
 	// before them.
-	worst := func() int64 {
-		inv, _ := strconv.ParseInt(h.items[0].rk[:19], 10, 64)
-		return inv
-	}
 	hourDone := func(hour int) bool {
-		if hour < 0 || !h.full() {
-			return false
-		}
-		t, _ := index.RowKeyTime(h.items[0].rk)
-		return !t.Before(dayStart.Add(time.Duration(hour+1) * time.Hour))
+		// The oldest kept is newer than every entry of the hour: its
+		// inverted ticks are at most those of the hour's end.
+		return hour >= 0 && h.full() && h.items[0].e.InvTicks <= index.InvTicks(dayStart.Add(time.Duration(hour+1)*time.Hour))
 	}
 	useless := func(t0 string) bool {
 		if t0 == "" || !h.full() {
 			return false
 		}
 		inv, err := strconv.ParseInt(t0, 10, 64)
-		return err == nil && inv > worst()
+		return err == nil && inv > h.items[0].e.InvTicks
 	}
 	var es []index.Entry
 	take := func(pr *index.PostingRow) error {

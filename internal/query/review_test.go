@@ -392,8 +392,8 @@ func TestReviewPostingFilterEveryHourSpan(t *testing.T) {
 	put := func(rk string, h int) {
 		ent := map[string]any{"PartitionKey": "i|" + day, "RowKey": rk, "V": index.Layout, "N": 1}
 		if h >= 0 { // the span of an hour's rows: its whole hour
-			ent["T0"] = ticksString(invTicks(dayStart.Add(time.Duration(h+1)*time.Hour - 100*time.Nanosecond)))
-			ent["T1"] = ticksString(invTicks(dayStart.Add(time.Duration(h) * time.Hour)))
+			ent["T0"] = index.SpanText(index.InvTicks(dayStart.Add(time.Duration(h+1)*time.Hour - 100*time.Nanosecond)))
+			ent["T1"] = index.SpanText(index.InvTicks(dayStart.Add(time.Duration(h) * time.Hour)))
 		}
 		putBinary(ent, "P", payload)
 		e.putEntity(index.TablePostings, ent)
@@ -489,7 +489,7 @@ func TestReviewDayPageAgainstAnOracle(t *testing.T) {
 		})
 		ent := map[string]any{"PartitionKey": "c|" + day.Format(index.DayLayout), "RowKey": r.rk, "V": index.Layout, "N": len(es)}
 		if !strings.HasPrefix(r.rk, "k|"+src) { // rows by hour say their span, as index writes them
-			ent["T0"], ent["T1"] = ticksString(es[0].InvTicks), ticksString(es[len(es)-1].InvTicks)
+			ent["T0"], ent["T1"] = index.SpanText(es[0].InvTicks), index.SpanText(es[len(es)-1].InvTicks)
 		}
 		putBinary(ent, "P", index.EncodePosting(es))
 		e.putEntity(index.TablePostings, ent)
